@@ -1,0 +1,115 @@
+//! The composition root: the one place stores, services and background work are built and wired.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bonded_http::metrics::Metrics;
+use bonded_http::AppState;
+use bonded_service::{BlobStore, ImmutableTagRule, Limits, MetaStore, Registry, Rules};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+pub struct App {
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+    config: Config,
+}
+
+impl App {
+    pub async fn build(config: &Config) -> anyhow::Result<App> {
+        let blob_path = config.blob_path();
+        let blobs = BlobStore::filesystem(&blob_path)
+            .await
+            .with_context(|| format!("opening blob storage at {}", blob_path.display()))?;
+        let db = config.sqlite_path()?;
+        if let Some(parent) = db.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let meta = MetaStore::sqlite(&db)
+            .await
+            .with_context(|| format!("opening metadata database {}", db.display()))?;
+        let rules: Vec<ImmutableTagRule> = config
+            .immutable_tags
+            .iter()
+            .map(|r| ImmutableTagRule {
+                repositories: r.repositories.clone(),
+                tags: r.tags.clone(),
+            })
+            .collect();
+        let rules = Rules::new(&rules).context("in immutable_tags")?;
+        let limits = Limits {
+            max_manifest_bytes: config.limits.max_manifest_bytes,
+            chunk_min_bytes: config.limits.chunk_min_bytes,
+        };
+        Ok(App {
+            registry: Registry::new(blobs, meta, rules, limits),
+            metrics: Arc::new(Metrics::default()),
+            config: config.clone(),
+        })
+    }
+
+    /// Serves until the process is stopped. Prints the bound address on stdout (tests and
+    /// scripts read it when they ask for port 0).
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let addr = self.config.listen_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} (is another registry running there?)"))?;
+        let bound = listener.local_addr()?;
+        if !bound.ip().is_loopback() {
+            warn!(%bound, "listening on a non-loopback address: anyone who can reach it can push and delete");
+        }
+        self.spawn_upload_sweeper();
+        let router = bonded_http::router(AppState {
+            registry: self.registry.clone(),
+            metrics: self.metrics.clone(),
+        });
+        println!("bonded listening on http://{bound}");
+        info!(%bound, data_dir = %self.config.data_dir.display(), "bonded started");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?;
+        Ok(())
+    }
+
+    /// Periodically discards abandoned upload sessions and their staged bytes.
+    fn spawn_upload_sweeper(&self) {
+        let registry = self.registry.clone();
+        let every = Duration::from_secs(self.config.uploads.sweep_interval_secs);
+        let max_age = Duration::from_secs(self.config.uploads.expire_after_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = registry.expire_uploads(max_age).await {
+                    warn!(error = %e, "expiring uploads failed; will retry");
+                }
+            }
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down");
+}

@@ -1,0 +1,128 @@
+//! Client commands. They talk to a registry only over HTTP (see [`client`]).
+
+mod client;
+mod pull;
+mod push;
+mod reference;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bonded_types::Reference;
+use clap::Subcommand;
+use serde_json::Value;
+
+use client::Client;
+use reference::ImageRef;
+
+#[derive(clap::Args, Clone)]
+pub struct Conn {
+    /// Use plain HTTP even for a non-loopback registry (loopback always uses HTTP).
+    #[arg(long, global = true, env = "BONDED_PLAIN_HTTP")]
+    plain_http: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Push a file or a directory as an artifact: bonded push ./model.safetensors localhost:5000/ml/recsys:v3
+    Push(push::PushArgs),
+    /// Pull an artifact by tag or digest into a directory, verifying every digest.
+    Pull(pull::PullArgs),
+    /// List the repositories of a registry: bonded ls localhost:5000
+    Ls {
+        /// Registry host[:port]
+        registry: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the tags of a repository: bonded tags localhost:5000/ml/recsys
+    Tags {
+        repository: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a manifest, its digest and its referrers.
+    Inspect {
+        reference: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Point a new tag at an existing manifest: bonded tag localhost:5000/app:v1 v1-stable
+    Tag {
+        source: String,
+        tag: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete a tag (repo:tag) or a manifest and its tags (repo@digest).
+    Delete {
+        reference: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ClientCommand::Push(args) => push::run(args).await,
+        ClientCommand::Pull(args) => pull::run(args).await,
+        ClientCommand::Ls { registry, conn } => {
+            let client = Client::new(registry.trim_end_matches('/'), conn.plain_http)?;
+            for repo in client
+                .list_all("/v2/_catalog?n=1000", "repositories")
+                .await?
+            {
+                println!("{repo}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Tags { repository, conn } => {
+            let r: ImageRef = repository.parse()?;
+            let client = Client::new(&r.host, conn.plain_http)?;
+            for tag in client
+                .list_all(&format!("/v2/{}/tags/list?n=1000", r.repo), "tags")
+                .await?
+            {
+                println!("{tag}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Inspect { reference, conn } => {
+            let r: ImageRef = reference.parse()?;
+            let client = Client::new(&r.host, conn.plain_http)?;
+            let m = client.get_manifest(&r.repo, r.require_reference()?).await?;
+            let doc: Value = serde_json::from_slice(&m.bytes).context("manifest is not JSON")?;
+            let referrers = client.referrers(&r.repo, &m.digest).await?;
+            let out = serde_json::json!({
+                "reference": r.to_string(),
+                "digest": m.digest.to_string(),
+                "mediaType": m.media_type,
+                "size": m.bytes.len(),
+                "manifest": doc,
+                "referrers": referrers.get("manifests").cloned().unwrap_or(Value::Array(vec![])),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Tag { source, tag, conn } => {
+            let r: ImageRef = source.parse()?;
+            let tag: Reference = Reference::Tag(tag.parse()?);
+            let client = Client::new(&r.host, conn.plain_http)?;
+            let m = client.get_manifest(&r.repo, r.require_reference()?).await?;
+            let digest = client
+                .put_manifest(&r.repo, &tag, &m.media_type, m.bytes.to_vec())
+                .await?;
+            println!("{}/{}:{} -> {digest}", r.host, r.repo, tag);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Delete { reference, conn } => {
+            let r: ImageRef = reference.parse()?;
+            let client = Client::new(&r.host, conn.plain_http)?;
+            client
+                .delete_manifest(&r.repo, r.require_reference()?)
+                .await?;
+            println!("deleted {r}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

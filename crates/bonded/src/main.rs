@@ -1,0 +1,124 @@
+//! `bonded`: the registry server (`bonded serve`) and its client CLI, in one binary.
+//!
+//! Entry point only: parses arguments, loads configuration, and hands off to [`app::App`] (the
+//! composition root) or to a client command in [`cli`]. Client commands talk to a registry only
+//! over HTTP, never to its stores.
+
+mod app;
+mod cli;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bonded",
+    version,
+    about = "An OCI artifact registry and its client"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ServerFlags {
+    /// TOML configuration file.
+    #[arg(long, env = "BONDED_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory (overrides data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ServerFlags {
+    fn load(&self) -> anyhow::Result<config::Loaded> {
+        let overrides = config::Overrides {
+            data_dir: self.data_dir.clone(),
+            server: self
+                .listen
+                .clone()
+                .map(|listen| config::ServerOverride { listen }),
+        };
+        config::load(self.config.as_deref(), overrides)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve(ServerFlags),
+    /// Inspect the server configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, each value with its source; secrets redacted.
+    Show(ServerFlags),
+}
+
+fn init_tracing(cfg: &config::Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(args));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Serve(flags) => {
+            let loaded = flags.load()?;
+            init_tracing(&loaded.config);
+            let app = app::App::build(&loaded.config).await?;
+            app.serve().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Show(flags),
+        } => {
+            let loaded = flags.load()?;
+            print!("{}", config::show(&loaded)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(cmd) => cli::run(cmd).await,
+    }
+}

@@ -1,0 +1,127 @@
+//! Every metric bonded exports, defined in one place (Prometheus text format at `/metrics`).
+//!
+//! SLIs seeded here (see SLIS.md): M1 publish success rate (`bonded_publish_total` by outcome),
+//! M2 download latency (`bonded_download_duration_seconds` by kind, with bytes alongside),
+//! M9 retrieval error rate (`bonded_pull_total` by kind and outcome).
+
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<EndpointLabels, Histogram>,
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    pub publish: Family<OutcomeLabels, Counter>,
+    pub pull: Family<PullLabels, Counter>,
+    pub download_duration: Family<KindLabels, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("bonded");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let bytes_received = Counter::default();
+        let bytes_sent = Counter::default();
+        let publish = Family::<OutcomeLabels, Counter>::default();
+        let pull = Family::<PullLabels, Counter>::default();
+        let download_duration = Family::<KindLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by endpoint, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to produce response headers, by endpoint and method",
+            request_duration.clone(),
+        );
+        registry.register(
+            "blob_bytes_received",
+            "Blob bytes received in uploads",
+            bytes_received.clone(),
+        );
+        registry.register(
+            "blob_bytes_sent",
+            "Blob bytes sent in downloads",
+            bytes_sent.clone(),
+        );
+        registry.register(
+            "publish",
+            "Manifest pushes by outcome (M1 publish success rate)",
+            publish.clone(),
+        );
+        registry.register(
+            "pull",
+            "Blob and manifest GETs by kind and outcome (M9 retrieval error rate)",
+            pull.clone(),
+        );
+        registry.register(
+            "download_duration_seconds",
+            "Time to serve a blob or manifest GET to the last byte (M2 download latency)",
+            download_duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            bytes_received,
+            bytes_sent,
+            publish,
+            pull,
+            download_duration,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,63 @@
+-- Core registry metadata. Times are Unix milliseconds.
+CREATE TABLE repositories (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+
+-- Every blob whose bytes were verified and published, whichever repository pushed it.
+CREATE TABLE blobs (
+    digest     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- A blob is visible in a repository only through a link (push, mount or manifest reference).
+CREATE TABLE repo_blobs (
+    repo_id    INTEGER NOT NULL REFERENCES repositories(id),
+    digest     TEXT NOT NULL REFERENCES blobs(digest),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+);
+CREATE INDEX repo_blobs_digest ON repo_blobs(digest);
+
+CREATE TABLE manifests (
+    repo_id       INTEGER NOT NULL REFERENCES repositories(id),
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    artifact_type TEXT,
+    subject       TEXT,
+    annotations   TEXT,
+    size          INTEGER NOT NULL,
+    content       BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+);
+CREATE INDEX manifests_subject ON manifests(repo_id, subject) WHERE subject IS NOT NULL;
+
+-- What a manifest points at: blobs (config, layers) and child manifests (index entries).
+CREATE TABLE manifest_refs (
+    repo_id  INTEGER NOT NULL,
+    manifest TEXT NOT NULL,
+    child    TEXT NOT NULL,
+    kind     TEXT NOT NULL CHECK (kind IN ('blob', 'manifest')),
+    PRIMARY KEY (repo_id, manifest, child, kind),
+    FOREIGN KEY (repo_id, manifest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE
+);
+CREATE INDEX manifest_refs_child ON manifest_refs(child);
+
+CREATE TABLE tags (
+    repo_id    INTEGER NOT NULL REFERENCES repositories(id),
+    name       TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, name),
+    FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest)
+);
+CREATE INDEX tags_digest ON tags(repo_id, digest);
+
+CREATE TABLE uploads (
+    id         TEXT PRIMARY KEY,
+    repo       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);

@@ -1,0 +1,467 @@
+//! SQLite backend. One writer connection (SQLite allows one writer; a single connection avoids
+//! lock-upgrade deadlocks between our own transactions) and a pool of readers over WAL.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bonded_types::{Digest, RepoName, Tag, UploadId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{
+    now_ms, Blobs, DeletedManifest, ManifestRecord, Manifests, MetaError, NewManifest, Referrer,
+    Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
+};
+
+pub(crate) struct SqliteBackend {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn parse<T: FromStr>(s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>()
+        .map_err(|e| MetaError::Corrupt(format!("{s:?}: {e}")))
+}
+
+fn parse_opt<T: FromStr>(s: Option<String>) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    s.as_deref().map(parse).transpose()
+}
+
+impl SqliteBackend {
+    pub(crate) async fn open(path: &Path) -> Result<SqliteBackend> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before we acknowledge it, even across power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(SqliteBackend { writer, reader })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin().await?)
+    }
+}
+
+async fn ensure_repo(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+        .bind(repo.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+async fn repo_id(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+#[async_trait]
+impl Repos for SqliteBackend {
+    async fn list(&self, n: u32, last: Option<&str>) -> Result<Vec<RepoName>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(n as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|s| parse(s)).collect()
+    }
+
+    async fn exists(&self, repo: &RepoName) -> Result<bool> {
+        let row: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+#[async_trait]
+impl Blobs for SqliteBackend {
+    async fn record_and_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING")
+            .bind(digest.to_string())
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let id = ensure_repo(&mut tx, repo).await?;
+        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(digest.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repo_blobs rb
+             JOIN repositories r ON r.id = rb.repo_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = ? AND rb.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn link(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let size = size.ok_or(MetaError::NotFound)?;
+        let id = ensure_repo(&mut tx, repo).await?;
+        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(digest.to_string())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(size as u64)
+    }
+
+    async fn unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let done = sqlx::query(
+            "DELETE FROM repo_blobs WHERE digest = ?
+             AND repo_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(digest.to_string())
+        .bind(repo.as_str())
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Uploads for SqliteBackend {
+    async fn create(&self, id: &UploadId, repo: &RepoName) -> Result<()> {
+        sqlx::query("INSERT INTO uploads (id, repo, created_at) VALUES (?, ?, ?)")
+            .bind(id.as_str())
+            .bind(repo.as_str())
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        let row = sqlx::query("SELECT repo, created_at FROM uploads WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.writer)
+            .await?;
+        row.map(|r| {
+            Ok(UploadRecord {
+                id: id.clone(),
+                repo: parse(r.get::<&str, _>(0))?,
+                created_at_ms: r.get(1),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete(&self, id: &UploadId) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn older_than(&self, cutoff_ms: i64) -> Result<Vec<UploadRecord>> {
+        let rows = sqlx::query("SELECT id, repo, created_at FROM uploads WHERE created_at < ?")
+            .bind(cutoff_ms)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UploadRecord {
+                    id: parse(r.get::<&str, _>(0))?,
+                    repo: parse(r.get::<&str, _>(1))?,
+                    created_at_ms: r.get(2),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Manifests for SqliteBackend {
+    async fn put(
+        &self,
+        repo: &RepoName,
+        m: &NewManifest,
+        tag: Option<(&Tag, TagWrite)>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let id = ensure_repo(&mut tx, repo).await?;
+        for blob in &m.blobs {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = ? AND digest = ?")
+                    .bind(id)
+                    .bind(blob.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                return Err(MetaError::MissingReference(blob.clone()));
+            }
+        }
+        for child in &m.manifests {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
+                    .bind(id)
+                    .bind(child.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                return Err(MetaError::MissingReference(child.clone()));
+            }
+        }
+        let digest = m.digest.to_string();
+        sqlx::query(
+            "INSERT INTO manifests
+               (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(&digest)
+        .bind(m.media_type.as_str())
+        .bind(m.artifact_type.as_ref().map(|a| a.as_str()))
+        .bind(m.subject.as_ref().map(|s| s.to_string()))
+        .bind(m.annotations.as_deref())
+        .bind(m.content.len() as i64)
+        .bind(&m.content)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let refs = m
+            .blobs
+            .iter()
+            .map(|d| (d, "blob"))
+            .chain(m.manifests.iter().map(|d| (d, "manifest")));
+        for (child, kind) in refs {
+            sqlx::query(
+                "INSERT INTO manifest_refs (repo_id, manifest, child, kind) VALUES (?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(&digest)
+            .bind(child.to_string())
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((tag, mode)) = tag {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = ? AND name = ?")
+                    .bind(id)
+                    .bind(tag.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if mode == TagWrite::Immutable && current.as_deref().is_some_and(|c| c != digest) {
+                return Err(MetaError::TagImmutable(tag.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(id)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.media_type, m.content, m.subject FROM manifests m
+             JOIN repositories r ON r.id = m.repo_id WHERE r.name = ? AND m.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(ManifestRecord {
+                digest: digest.clone(),
+                media_type: parse(r.get::<&str, _>(0))?,
+                content: r.get(1),
+                subject: parse_opt(r.get(2))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest> {
+        let mut tx = self.begin().await?;
+        let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
+        let tags: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repo_id = ? AND digest = ? ORDER BY name",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM tags WHERE repo_id = ? AND digest = ?")
+            .bind(id)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM manifests WHERE repo_id = ? AND digest = ?")
+            .bind(id)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(DeletedManifest {
+            tags_removed: tags.iter().map(|t| parse(t)).collect::<Result<_>>()?,
+        })
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations FROM manifests m
+             JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = ? AND m.subject = ? AND (? IS NULL OR m.artifact_type = ?)
+             ORDER BY m.created_at, m.digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(artifact_type)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Referrer {
+                    digest: parse(r.get::<&str, _>(0))?,
+                    media_type: parse(r.get::<&str, _>(1))?,
+                    artifact_type: parse_opt(r.get(2))?,
+                    size: r.get::<i64, _>(3) as u64,
+                    annotations: r.get(4),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Tags for SqliteBackend {
+    async fn resolve(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        let d: Option<String> = sqlx::query_scalar(
+            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id
+             WHERE r.name = ? AND t.name = ?",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        parse_opt(d)
+    }
+
+    async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Vec<Tag>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
+             WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
+        )
+        .bind(repo.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(n as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|s| parse(s)).collect()
+    }
+
+    async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
+             WHERE r.name = ? AND t.digest = ? ORDER BY t.name",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|s| parse(s)).collect()
+    }
+
+    async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = ? AND repo_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(tag.as_str())
+        .bind(repo.as_str())
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::NotFound);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! The registry's rules, independent of any protocol.
+//!
+//! Owns: how an upload becomes a verified blob, what makes a manifest acceptable, tag immutability,
+//! listing and referrers. Called by the HTTP edge (and tests) with parsed types from
+//! `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never imports axum or any HTTP
+//! type: errors are decisions ([`Error`]) that the edge maps to a protocol.
+//!
+//! Invariant: a blob becomes visible in a repository only after its bytes were hashed and matched
+//! the digest the client claimed; a manifest only after everything it references is visible.
+
+mod blobs;
+mod error;
+mod hashing;
+mod listing;
+mod manifests;
+mod rules;
+mod uploads;
+
+use std::sync::Arc;
+
+pub use blobs::BlobBody;
+pub use bonded_meta::MetaStore;
+pub use bonded_storage::{BlobStore, ByteStream};
+pub use error::{Error, Invalid, Missing, Result};
+pub use listing::Page;
+pub use manifests::{ManifestBody, PutManifest};
+pub use rules::{ImmutableTagRule, Rules, RulesError};
+pub use uploads::{MountOutcome, UploadState};
+
+/// Limits the service enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest manifest accepted (the spec's suggested floor is 4 MiB).
+    pub max_manifest_bytes: usize,
+    /// Smallest chunk size we ask clients to send (`OCI-Chunk-Min-Length`).
+    pub chunk_min_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 4 << 20,
+            chunk_min_bytes: 0,
+        }
+    }
+}
+
+/// The registry service. Cheap to clone; every clone shares state.
+#[derive(Clone)]
+pub struct Registry {
+    blobs: BlobStore,
+    meta: MetaStore,
+    rules: Arc<Rules>,
+    limits: Limits,
+    uploads: uploads::Tracker,
+}
+
+impl Registry {
+    pub fn new(blobs: BlobStore, meta: MetaStore, rules: Rules, limits: Limits) -> Registry {
+        Registry {
+            blobs,
+            meta,
+            rules: Arc::new(rules),
+            limits,
+            uploads: uploads::Tracker::default(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Checks that both stores answer (for readiness probes).
+    pub async fn ready(&self) -> Result<()> {
+        self.meta.repos().list(1, None).await?;
+        self.blobs.upload_list().await?;
+        Ok(())
+    }
+}

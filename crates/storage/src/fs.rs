@@ -1,0 +1,214 @@
+//! Filesystem backend: staging files under `uploads/`, blobs under `blobs/`, published by
+//! fsync + rename + directory fsync so a crash never leaves a partial blob at a content address.
+
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bonded_types::{ByteRange, Digest, UploadId};
+use futures::StreamExt;
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio_util::io::ReaderStream;
+
+use crate::{layout, BlobBackend, BlobRead, ByteStream, Result, StorageError, WriteObserver};
+
+/// Large buffers keep the number of blocking-pool hops per GiB low.
+const IO_BUF: usize = 1 << 20;
+const READ_BUF: usize = 256 << 10;
+
+pub(crate) struct FsBackend {
+    root: PathBuf,
+}
+
+impl FsBackend {
+    pub(crate) async fn open(root: PathBuf) -> Result<FsBackend> {
+        fs::create_dir_all(root.join(layout::BLOBS)).await?;
+        fs::create_dir_all(root.join(layout::UPLOADS)).await?;
+        Ok(FsBackend { root })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        // Keys come only from `layout`, built from validated types.
+        self.root.join(key)
+    }
+
+    fn upload_path(&self, id: &UploadId) -> PathBuf {
+        self.path(&layout::upload_key(id))
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.path(&layout::blob_key(digest))
+    }
+}
+
+fn not_found_to_none<T>(r: io::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn fsync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+#[async_trait]
+impl BlobBackend for FsBackend {
+    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.upload_path(id))
+            .await?;
+        Ok(())
+    }
+
+    async fn upload_size(&self, id: &UploadId) -> Result<Option<u64>> {
+        Ok(not_found_to_none(fs::metadata(self.upload_path(id)).await)?.map(|m| m.len()))
+    }
+
+    async fn upload_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut body: ByteStream,
+        observe: WriteObserver<'_>,
+    ) -> Result<u64> {
+        let file = match OpenOptions::new()
+            .append(true)
+            .open(self.upload_path(id))
+            .await
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let actual = file.metadata().await?.len();
+        if actual != offset {
+            return Err(StorageError::OffsetMismatch {
+                expected: offset,
+                actual,
+            });
+        }
+        let mut out = BufWriter::with_capacity(IO_BUF, file);
+        let mut size = offset;
+        let mut interrupted = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    out.write_all(&bytes).await?;
+                    observe(&bytes);
+                    size += bytes.len() as u64;
+                }
+                Err(e) => {
+                    interrupted = Some(e);
+                    break;
+                }
+            }
+        }
+        // Keep what arrived: the client may resume from the size the status endpoint reports.
+        out.flush().await?;
+        match interrupted {
+            Some(e) => Err(StorageError::BodyInterrupted(e)),
+            None => Ok(size),
+        }
+    }
+
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+        let file = match File::open(self.upload_path(id)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Box::pin(ReaderStream::with_capacity(file, IO_BUF)))
+    }
+
+    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()> {
+        let staged = self.upload_path(id);
+        let target = self.blob_path(digest);
+        if fs::metadata(&target).await.is_ok() {
+            // Same digest, same bytes: the existing blob wins and the staged copy goes.
+            fs::remove_file(&staged).await.or_else(ignore_not_found)?;
+            return Ok(());
+        }
+        let file = match File::open(&staged).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        file.sync_all().await?;
+        drop(file);
+        let parent = target.parent().expect("blob keys have a parent");
+        fs::create_dir_all(parent).await?;
+        fs::rename(&staged, &target).await?;
+        fsync_dir(parent).await?;
+        Ok(())
+    }
+
+    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+        fs::remove_file(self.upload_path(id))
+            .await
+            .or_else(ignore_not_found)?;
+        Ok(())
+    }
+
+    async fn upload_list(&self) -> Result<Vec<(UploadId, SystemTime)>> {
+        let mut out = Vec::new();
+        let mut dir = fs::read_dir(self.root.join(layout::UPLOADS)).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<UploadId>().ok())
+            else {
+                continue;
+            };
+            if let Some(meta) = not_found_to_none(entry.metadata().await)? {
+                out.push((id, meta.modified()?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(not_found_to_none(fs::metadata(self.blob_path(digest)).await)?.map(|m| m.len()))
+    }
+
+    async fn blob_read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
+        let mut file = match File::open(self.blob_path(digest)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let stream: ByteStream = match range {
+            None => Box::pin(ReaderStream::with_capacity(file, READ_BUF)),
+            Some(r) => {
+                file.seek(SeekFrom::Start(r.start)).await?;
+                Box::pin(ReaderStream::with_capacity(file.take(r.len()), READ_BUF))
+            }
+        };
+        Ok(BlobRead { size, stream })
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> Result<()> {
+        fs::remove_file(self.blob_path(digest))
+            .await
+            .or_else(ignore_not_found)?;
+        Ok(())
+    }
+}
+
+fn ignore_not_found(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
