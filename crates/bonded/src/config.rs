@@ -235,13 +235,15 @@ fn walk(figment: &Figment, prefix: &str, v: &serde_json::Value, out: &mut String
             }
         }
         other => {
-            let source = figment
-                .find_metadata(prefix)
-                .map(|m| match &m.source {
+            let source = match figment.find_metadata(prefix) {
+                Some(m) if m.name.contains("Overrides") => "command line".to_string(),
+                Some(m) if m.name.contains("Config") => "default".to_string(),
+                Some(m) => match &m.source {
                     Some(src) => format!("{} ({src})", m.name),
                     None => m.name.to_string(),
-                })
-                .unwrap_or_else(|| "default".into());
+                },
+                None => "default".to_string(),
+            };
             let shown = if is_secret(prefix) && !other.is_null() {
                 "\"<redacted>\"".to_string()
             } else {
