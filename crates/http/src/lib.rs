@@ -95,7 +95,7 @@ impl Req {
 }
 
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    q.map(|q| url_decode_pairs(q)).unwrap_or_default()
+    q.map(url_decode_pairs).unwrap_or_default()
 }
 
 fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
@@ -145,7 +145,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let mut resp = async {
         let result = match parsed {
             Ok(ep) => handle(&state, ep, req, body).await,
-            Err(e) => Err(OciError::from(e)),
+            Err(e) => Err(route_error(e, &method)),
         };
         let resp = result.unwrap_or_else(|e| e.into_response());
         info!(
@@ -184,6 +184,19 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         h.insert("x-request-id", v);
     }
     resp
+}
+
+/// A malformed manifest reference names nothing: reading it is a 404 like any unknown manifest,
+/// writing it is a bad request.
+fn route_error(e: route::RouteError, method: &Method) -> OciError {
+    match e {
+        route::RouteError::Reference(err) if *method != Method::PUT => OciError::new(
+            StatusCode::NOT_FOUND,
+            Code::ManifestUnknown,
+            format!("manifest unknown: {err}"),
+        ),
+        other => OciError::from(other),
+    }
 }
 
 /// The whole API surface: one exhaustive match on endpoint and method.

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bonded_service::Page;
 use bonded_types::{media_types, Digest, Reference, RepoName};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 
 use crate::error::{Code, OciError};
@@ -156,20 +156,29 @@ async fn put_inner(
         )
     };
     if req.content_length().is_some_and(|l| l > max as u64) {
+        drain(body).await;
         return Err(too_large());
     }
     let content_type = req.header(header::CONTENT_TYPE).map(str::to_string);
-    let body = match Limited::new(body, max).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
-            return Err(OciError::new(
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            OciError::new(
                 StatusCode::BAD_REQUEST,
                 Code::ManifestInvalid,
                 format!("could not read the manifest body: {e}"),
-            ))
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                drain(body).await;
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
         }
-    };
+    }
+    let body = buf.freeze();
     let put = state
         .registry
         .manifest_put(repo, reference, content_type.as_deref(), body)
@@ -186,6 +195,15 @@ async fn put_inner(
         set(&mut resp, "oci-subject", &subject.to_string());
     }
     Ok(resp)
+}
+
+/// Most a refused request body is read (and discarded) so the client sees the error instead of a
+/// reset connection; past it the connection is simply closed.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+async fn drain(body: axum::body::Body) {
+    let mut body = Limited::new(body, DRAIN_LIMIT);
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 pub(crate) async fn delete(

@@ -114,8 +114,8 @@ fn parse_manifest(content_type: Option<&str>, body: &[u8]) -> Result<Parsed> {
             }
             // Referrers report artifactType, falling back to the config's media type.
             let artifact_type = match m.artifact_type() {
-                Some(a) => Some(media_type(&a.to_string())?),
-                None => Some(media_type(&m.config().media_type().to_string())?),
+                Some(a) => Some(media_type(a.as_ref())?),
+                None => Some(media_type(m.config().media_type().as_ref())?),
             };
             Ok(Parsed {
                 media_type: media_type(&kind)?,
@@ -139,7 +139,7 @@ fn parse_manifest(content_type: Option<&str>, body: &[u8]) -> Result<Parsed> {
                 artifact_type: m
                     .artifact_type()
                     .as_ref()
-                    .map(|a| media_type(&a.to_string()))
+                    .map(|a| media_type(a.as_ref()))
                     .transpose()?,
                 subject: m.subject().as_ref().map(descriptor_digest).transpose()?,
                 annotations: annotations_json(m.annotations().as_ref()),

@@ -39,14 +39,17 @@ struct Running {
     offset: u64,
 }
 
+/// One upload's lock, guarding its running hash (if it survived).
+type Slot = Arc<tokio::sync::Mutex<Option<Running>>>;
+
 /// Per-upload locks and running hashes, in this process only.
 #[derive(Clone, Default)]
 pub(crate) struct Tracker {
-    inner: Arc<Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Option<Running>>>>>>,
+    inner: Arc<Mutex<HashMap<UploadId, Slot>>>,
 }
 
 impl Tracker {
-    fn slot(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<Option<Running>>> {
+    fn slot(&self, id: &UploadId) -> Slot {
         let mut map = self.inner.lock().expect("tracker lock poisoned");
         map.entry(id.clone()).or_default().clone()
     }

@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests_with_the_right_kind() {
-        let cases: &[(&str, fn(&DigestError) -> bool)] = &[
+        type Check = fn(&DigestError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, DigestError::Malformed(_))),
             ("sha256", |e| matches!(e, DigestError::Malformed(_))),
             ("sha256:", |e| matches!(e, DigestError::Malformed(_))),
