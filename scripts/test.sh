@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the real clients the tests drive (skopeo, oras), then runs
-# every unit, router, conformance, interop, crash and large-blob test in the workspace.
+# The whole test suite. Installs and starts what the tests drive — skopeo and the oras SDK, a
+# PostgreSQL server, a Garage S3 server on loopback — then runs every test on the embedded
+# backend pair (filesystem + SQLite), and the end-to-end suite again on S3 + PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-test-tools.sh
+scripts/postgres.sh
+eval "$(scripts/garage.sh)"
 
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast
-else
-    cargo test --workspace --no-fail-fast
-fi
+run() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --no-fail-fast "$@"
+    else
+        cargo test --no-fail-fast "$@"
+    fi
+}
+
+echo "== all tests, end-to-end suite on fs + SQLite"
+BONDED_TEST_BACKEND=fs-sqlite run --workspace
+
+echo "== end-to-end suite on S3 (Garage) + PostgreSQL"
+BONDED_TEST_BACKEND=s3-postgres run -p bonded --test '*'

@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use bonded_http::metrics::Metrics;
 use bonded_http::AppState;
-use bonded_service::{BlobStore, ImmutableTagRule, Limits, MetaStore, Registry, Rules};
+use bonded_service::{BlobStore, ImmutableTagRule, Limits, MetaStore, Registry, Rules, S3Options};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{redact_url, Config, MetadataBackend};
 
 pub struct App {
     pub registry: Registry,
@@ -20,18 +20,41 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let blob_path = config.blob_path();
-        let blobs = BlobStore::filesystem(&blob_path)
-            .await
-            .with_context(|| format!("opening blob storage at {}", blob_path.display()))?;
-        let db = config.sqlite_path()?;
-        if let Some(parent) = db.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let meta = MetaStore::sqlite(&db)
-            .await
-            .with_context(|| format!("opening metadata database {}", db.display()))?;
+        let st = &config.storage;
+        let blobs = match st.backend.as_str() {
+            "s3" => BlobStore::s3(S3Options {
+                bucket: st.bucket.clone().unwrap_or_default(),
+                endpoint: st.endpoint.clone(),
+                region: st.region.clone(),
+                path_style: st.path_style,
+                allow_http: st
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+                prefix: st.prefix.clone(),
+            })
+            .context("configuring S3 storage")?,
+            _ => {
+                let blob_path = config.blob_path();
+                BlobStore::filesystem(&blob_path)
+                    .await
+                    .with_context(|| format!("opening blob storage at {}", blob_path.display()))?
+            }
+        };
+        let meta = match config.metadata_backend()? {
+            MetadataBackend::Sqlite(db) => {
+                if let Some(parent) = db.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                MetaStore::sqlite(&db)
+                    .await
+                    .with_context(|| format!("opening metadata database {}", db.display()))?
+            }
+            MetadataBackend::Postgres(url) => MetaStore::postgres(&url)
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(&url)))?,
+        };
         let rules: Vec<ImmutableTagRule> = config
             .immutable_tags
             .iter()
@@ -44,6 +67,9 @@ impl App {
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             chunk_min_bytes: config.limits.chunk_min_bytes,
+            redirect_downloads: st
+                .redirect
+                .then(|| Duration::from_secs(config.storage.redirect_expiry_secs)),
         };
         Ok(App {
             registry: Registry::new(blobs, meta, rules, limits),

@@ -34,16 +34,31 @@ pub struct Server {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
-    /// `filesystem` (more backends arrive with scale-out).
+    /// `filesystem` or `s3`.
     pub backend: String,
-    /// Blob directory; defaults to `<data_dir>/blobs`.
+    /// Blob directory for `filesystem`; defaults to `<data_dir>/blobs`.
     pub path: Option<PathBuf>,
+    /// Bucket for `s3`.
+    pub bucket: Option<String>,
+    /// S3 endpoint such as `http://127.0.0.1:3900`; unset means AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Path-style requests (`endpoint/bucket/key`), which MinIO, Garage and Ceph RGW expect.
+    pub path_style: bool,
+    /// Key prefix inside the bucket, so several registries can share one.
+    pub prefix: String,
+    /// Answer blob GETs with a redirect to a presigned URL (s3 only).
+    pub redirect: bool,
+    /// Lifetime of presigned URLs.
+    pub redirect_expiry_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
-    /// `sqlite://<path>`; defaults to `sqlite://<data_dir>/bonded.db`.
+    /// `sqlite://<path>` or `postgres://user@host:port/db`; defaults to
+    /// `sqlite://<data_dir>/bonded.db`. A password in the URL is redacted by `config show`; prefer
+    /// `PGPASSWORD` or a `.pgpass` file.
     pub url: Option<String>,
 }
 
@@ -92,6 +107,13 @@ impl Default for Config {
             storage: Storage {
                 backend: "filesystem".into(),
                 path: None,
+                bucket: None,
+                endpoint: None,
+                region: "us-east-1".into(),
+                path_style: false,
+                prefix: String::new(),
+                redirect: false,
+                redirect_expiry_secs: 300,
             },
             metadata: Metadata { url: None },
             limits: Limits {
@@ -143,7 +165,11 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Loaded>
         figment = figment.merge(Toml::file(file));
     }
     figment = figment
-        .merge(Env::prefixed("BONDED_").ignore(&["config"]).split("__"))
+        .merge(
+            Env::prefixed("BONDED_")
+                .filter(|key| !is_not_config(key.as_str()))
+                .split("__"),
+        )
         .merge(Serialized::globals(overrides));
     let config: Config = figment.extract().map_err(|e| {
         anyhow::anyhow!(
@@ -157,13 +183,22 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Loaded>
 impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
-        if self.storage.backend != "filesystem" {
-            bail!(
-                "storage.backend = {:?} is not supported; use \"filesystem\"",
-                self.storage.backend
-            );
+        match self.storage.backend.as_str() {
+            "filesystem" => {
+                if self.storage.redirect {
+                    bail!("storage.redirect needs storage.backend = \"s3\"");
+                }
+            }
+            "s3" => {
+                if self.storage.bucket.as_deref().unwrap_or("").is_empty() {
+                    bail!("storage.backend = \"s3\" needs storage.bucket");
+                }
+            }
+            other => {
+                bail!("storage.backend = {other:?} is not supported; use \"filesystem\" or \"s3\"")
+            }
         }
-        self.sqlite_path()?;
+        self.metadata_backend()?;
         if self.limits.max_manifest_bytes < 1024 {
             bail!("limits.max_manifest_bytes must be at least 1024");
         }
@@ -195,15 +230,50 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
-    pub fn sqlite_path(&self) -> anyhow::Result<PathBuf> {
+    pub fn metadata_backend(&self) -> anyhow::Result<MetadataBackend> {
         match &self.metadata.url {
-            None => Ok(self.data_dir.join("bonded.db")),
+            None => Ok(MetadataBackend::Sqlite(self.data_dir.join("bonded.db"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(MetadataBackend::Postgres(url.clone()))
+            }
             Some(url) => match url.strip_prefix("sqlite://") {
-                Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-                _ => bail!("metadata.url = {url:?} is not supported; use sqlite://<path>"),
+                Some(p) if !p.is_empty() => Ok(MetadataBackend::Sqlite(PathBuf::from(p))),
+                _ => bail!(
+                    "metadata.url = {:?} is not supported; use sqlite://<path> or postgres://…",
+                    redact_url(url)
+                ),
             },
         }
     }
+}
+
+/// Where metadata lives, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataBackend {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// `BONDED_*` variables that are not server configuration: the config file path, the CLI's
+/// `BONDED_PLAIN_HTTP`, and the test suite's `BONDED_TEST_*`. Every other `BONDED_*` variable
+/// must be a configuration key, so a typo is an error rather than silently ignored.
+fn is_not_config(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "config" || k == "plain_http" || k.starts_with("test_")
 }
 
 /// Keys whose values are never printed.
@@ -246,6 +316,8 @@ fn walk(figment: &Figment, prefix: &str, v: &serde_json::Value, out: &mut String
             };
             let shown = if is_secret(prefix) && !other.is_null() {
                 "\"<redacted>\"".to_string()
+            } else if let Some(s) = other.as_str() {
+                serde_json::Value::String(redact_url(s)).to_string()
             } else {
                 other.to_string()
             };

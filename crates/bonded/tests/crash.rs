@@ -100,8 +100,12 @@ async fn verify_image(
     }
 }
 
-/// Every file under blobs/ must hash to the digest its path names.
+/// Every file under blobs/ must hash to the digest its path names. (On S3 an object appears at
+/// its content address only by a server-side copy of verified bytes, and S3 writes are atomic.)
 fn assert_no_torn_blobs(data: &Path) {
+    if common::s3_postgres() {
+        return;
+    }
     let root = data.join("blobs").join("blobs");
     for entry in walkdir::WalkDir::new(&root)
         .into_iter()
@@ -252,8 +256,12 @@ async fn abandoned_uploads_expire() {
         assert!(std::time::Instant::now() < deadline, "upload never expired");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let staged = std::fs::read_dir(s.data_dir.join("blobs/uploads"))
-        .unwrap()
-        .count();
-    assert_eq!(staged, 0, "staged bytes were left behind");
+    // On the filesystem, check the staging area directly (the S3 backend's own suite checks that
+    // deleting an upload aborts its multipart and removes its objects).
+    if !common::s3_postgres() {
+        let staged = std::fs::read_dir(s.data_dir.join("blobs/uploads"))
+            .unwrap()
+            .count();
+        assert_eq!(staged, 0, "staged bytes were left behind");
+    }
 }

@@ -48,6 +48,7 @@ async fn setup() -> T {
     setup_with(Limits {
         max_manifest_bytes: 4 << 20,
         chunk_min_bytes: 1024,
+        redirect_downloads: None,
     })
     .await
 }
@@ -389,6 +390,7 @@ async fn oversized_manifest_is_refused_with_413() {
     let t = setup_with(Limits {
         max_manifest_bytes: 2048,
         chunk_min_bytes: 0,
+        redirect_downloads: None,
     })
     .await;
     let big = vec![b' '; 4096];

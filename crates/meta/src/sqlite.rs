@@ -188,31 +188,74 @@ impl Blobs for SqliteBackend {
     }
 }
 
+fn upload_row(r: &sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
+    Ok(UploadRecord {
+        id: parse(r.get::<&str, _>(0))?,
+        repo: parse(r.get::<&str, _>(1))?,
+        size: r.get::<i64, _>(2) as u64,
+        state: r.get(3),
+        created_at_ms: r.get(4),
+        updated_at_ms: r.get(5),
+    })
+}
+
+const UPLOAD_COLUMNS: &str = "id, repo, size, state, created_at, updated_at";
+
 #[async_trait]
 impl Uploads for SqliteBackend {
-    async fn create(&self, id: &UploadId, repo: &RepoName) -> Result<()> {
-        sqlx::query("INSERT INTO uploads (id, repo, created_at) VALUES (?, ?, ?)")
-            .bind(id.as_str())
-            .bind(repo.as_str())
-            .bind(now_ms())
-            .execute(&self.writer)
-            .await?;
+    async fn create(&self, id: &UploadId, repo: &RepoName, state: &str) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO uploads (id, repo, size, state, created_at, updated_at) VALUES (?, ?, 0, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(repo.as_str())
+        .bind(state)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
     async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
-        let row = sqlx::query("SELECT repo, created_at FROM uploads WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.writer)
-            .await?;
-        row.map(|r| {
-            Ok(UploadRecord {
-                id: id.clone(),
-                repo: parse(r.get::<&str, _>(0))?,
-                created_at_ms: r.get(1),
-            })
-        })
-        .transpose()
+        // Read through the writer: a session is usually read right after it was written.
+        let row = sqlx::query(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(upload_row).transpose()
+    }
+
+    async fn advance(
+        &self,
+        id: &UploadId,
+        from_size: u64,
+        to_size: u64,
+        state: &str,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE uploads SET size = ?, state = ?, updated_at = ? WHERE id = ? AND size = ?",
+        )
+        .bind(to_size as i64)
+        .bind(state)
+        .bind(now_ms())
+        .bind(id.as_str())
+        .bind(from_size as i64)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match Uploads::get(self, id).await? {
+            None => Err(MetaError::NotFound),
+            Some(rec) => Err(MetaError::Conflict(format!(
+                "upload {id} is at {} bytes, not {from_size}",
+                rec.size
+            ))),
+        }
     }
 
     async fn delete(&self, id: &UploadId) -> Result<()> {
@@ -223,20 +266,14 @@ impl Uploads for SqliteBackend {
         Ok(())
     }
 
-    async fn older_than(&self, cutoff_ms: i64) -> Result<Vec<UploadRecord>> {
-        let rows = sqlx::query("SELECT id, repo, created_at FROM uploads WHERE created_at < ?")
-            .bind(cutoff_ms)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UploadRecord {
-                    id: parse(r.get::<&str, _>(0))?,
-                    repo: parse(r.get::<&str, _>(1))?,
-                    created_at_ms: r.get(2),
-                })
-            })
-            .collect()
+    async fn idle_since(&self, cutoff_ms: i64) -> Result<Vec<UploadRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE updated_at < ?"
+        ))
+        .bind(cutoff_ms)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(upload_row).collect()
     }
 }
 

@@ -60,6 +60,16 @@ impl Registry {
         })
     }
 
+    /// A presigned URL to fetch a blob visible in `repo` directly from object storage, when
+    /// redirects are configured and the backend supports them.
+    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let Some(expiry) = self.limits.redirect_downloads else {
+            return Ok(None);
+        };
+        self.blob_stat(repo, digest).await?;
+        Ok(self.blobs.presign_get(digest, expiry).await?)
+    }
+
     /// Unlinks a blob from `repo`. The bytes stay until garbage collection finds them unused.
     pub async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.meta

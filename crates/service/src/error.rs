@@ -74,6 +74,7 @@ impl From<MetaError> for Error {
             MetaError::TagImmutable(t) => Error::Denied(format!(
                 "tag {t} is immutable and already points at another manifest"
             )),
+            MetaError::Conflict(m) => Error::Invalid(Invalid::Upload(format!("conflict: {m}"))),
             MetaError::Corrupt(m) => Error::Internal(format!("metadata corrupt: {m}")),
             MetaError::Db(e) => Error::Internal(format!("metadata database: {e}")),
             MetaError::Migrate(e) => Error::Internal(format!("metadata migration: {e}")),

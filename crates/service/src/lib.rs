@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use blobs::BlobBody;
 pub use bonded_meta::MetaStore;
-pub use bonded_storage::{BlobStore, ByteStream};
+pub use bonded_storage::{BlobStore, ByteStream, S3Options};
 pub use error::{Error, Invalid, Missing, Result};
 pub use listing::Page;
 pub use manifests::{ManifestBody, PutManifest};
@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_manifest_bytes: usize,
     /// Smallest chunk size we ask clients to send (`OCI-Chunk-Min-Length`).
     pub chunk_min_bytes: u64,
+    /// When set, whole-blob downloads are redirected to presigned URLs valid this long (object
+    /// storage only).
+    pub redirect_downloads: Option<std::time::Duration>,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
         Limits {
             max_manifest_bytes: 4 << 20,
             chunk_min_bytes: 0,
+            redirect_downloads: None,
         }
     }
 }

@@ -1,13 +1,17 @@
 //! Blob uploads: monolithic, chunked, resumable, cross-repository mount.
 //!
-//! Bytes go to the blob store's staging area while a running SHA-256 is kept in memory. If that
-//! running hash is lost (restart, another node, an interrupted chunk, a sha512 digest) the staged
-//! bytes are hashed again at completion, so correctness never depends on process memory.
+//! Bytes go to the blob store's staging area while a running SHA-256 is kept in memory. The
+//! upload's size and the backend's cursor are persisted in the metadata store after every chunk,
+//! so any node can continue an upload. If the running hash is lost (restart, another node, an
+//! interrupted chunk, a sha512 digest) the staged bytes are hashed again at completion, so
+//! correctness never depends on process memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bonded_meta::{MetaError, UploadRecord};
+use bonded_storage::UploadCursor;
 use bonded_types::{Algorithm, ByteRange, Digest, RepoName, UploadId};
 use tracing::{info, warn};
 
@@ -72,34 +76,36 @@ fn new_upload_id() -> UploadId {
     UploadId::from_random(uuid::Uuid::new_v4().as_u128())
 }
 
+fn cursor(rec: &UploadRecord) -> UploadCursor {
+    UploadCursor {
+        size: rec.size,
+        state: rec.state.clone(),
+    }
+}
+
 impl Registry {
     /// Opens an upload session for `repo`.
     pub async fn upload_start(&self, repo: &RepoName) -> Result<UploadState> {
         let id = new_upload_id();
-        self.blobs.upload_create(&id).await?;
-        self.meta.uploads().create(&id, repo).await?;
+        let cursor = self.blobs.upload_create(&id).await?;
+        self.meta.uploads().create(&id, repo, &cursor.state).await?;
         self.uploads.start(&id);
         Ok(UploadState { id, size: 0 })
     }
 
-    async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
+    async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<UploadRecord> {
         match self.meta.uploads().get(id).await? {
-            Some(rec) if &rec.repo == repo => Ok(()),
+            Some(rec) if &rec.repo == repo => Ok(rec),
             _ => Err(Error::NotFound(Missing::Upload)),
         }
     }
 
     /// Bytes received so far.
     pub async fn upload_status(&self, repo: &RepoName, id: &UploadId) -> Result<UploadState> {
-        self.session(repo, id).await?;
-        let size = self
-            .blobs
-            .upload_size(id)
-            .await?
-            .ok_or(Error::NotFound(Missing::Upload))?;
+        let rec = self.session(repo, id).await?;
         Ok(UploadState {
             id: id.clone(),
-            size,
+            size: rec.size,
         })
     }
 
@@ -113,17 +119,14 @@ impl Registry {
         declared_len: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadState> {
-        self.session(repo, id).await?;
         let slot = self.uploads.slot(id);
         let mut running = slot.lock().await;
-        let size = self
-            .blobs
-            .upload_size(id)
-            .await?
-            .ok_or(Error::NotFound(Missing::Upload))?;
+        let rec = self.session(repo, id).await?;
         if let Some(r) = range {
-            if r.start != size {
-                return Err(Error::Invalid(Invalid::ChunkOutOfOrder { offset: size }));
+            if r.start != rec.size {
+                return Err(Error::Invalid(Invalid::ChunkOutOfOrder {
+                    offset: rec.size,
+                }));
             }
             if declared_len.is_some_and(|l| l != r.len()) {
                 return Err(Error::Invalid(Invalid::Size(format!(
@@ -133,47 +136,66 @@ impl Registry {
                 ))));
             }
         }
-        let new_size = self.append(id, size, body, &mut running).await?;
+        let new = self.append(id, &rec, body, &mut running).await?;
         if let Some(r) = range {
-            if new_size != r.end + 1 {
+            if new.size != r.end + 1 {
                 return Err(Error::Invalid(Invalid::Size(format!(
                     "Content-Range ends at byte {} but the body ended at byte {}",
                     r.end,
-                    new_size.saturating_sub(1)
+                    new.size.saturating_sub(1)
                 ))));
             }
         }
         Ok(UploadState {
             id: id.clone(),
-            size: new_size,
+            size: new.size,
         })
     }
 
-    /// Appends to staging, keeping the running hash only while it has seen every byte.
+    /// Appends to staging and records the new cursor, keeping the running hash only while it has
+    /// seen every byte. On failure the cursor of whatever was staged is still recorded, so the
+    /// client can resume from the size the status endpoint reports.
     async fn append(
         &self,
         id: &UploadId,
-        offset: u64,
+        rec: &UploadRecord,
         body: ByteStream,
         running: &mut Option<Running>,
-    ) -> Result<u64> {
-        let mut hash = running.take().filter(|r| r.offset == offset);
+    ) -> Result<UploadCursor> {
+        let from = cursor(rec);
+        let mut hash = running.take().filter(|r| r.offset == from.size);
         let result = self
             .blobs
-            .upload_append(id, offset, body, &mut |bytes| {
+            .upload_append(id, &from, body, &mut |bytes| {
                 if let Some(h) = hash.as_mut() {
                     h.hasher.update(bytes);
                     h.offset += bytes.len() as u64;
                 }
             })
             .await;
-        match result {
-            Ok(size) => {
-                *running = hash.filter(|h| h.offset == size);
-                Ok(size)
+        let (staged, failure) = match result {
+            Ok(c) => (c, None),
+            Err(e) => (e.cursor, Some(e.error)),
+        };
+        if staged != from {
+            self.meta
+                .uploads()
+                .advance(id, from.size, staged.size, &staged.state)
+                .await
+                .map_err(|e| match e {
+                    MetaError::Conflict(m) => Error::Invalid(Invalid::Upload(format!(
+                        "the upload was modified concurrently: {m}"
+                    ))),
+                    MetaError::NotFound => Error::NotFound(Missing::Upload),
+                    other => other.into(),
+                })?;
+        }
+        match failure {
+            None => {
+                *running = hash.filter(|h| h.offset == staged.size);
+                Ok(staged)
             }
-            // The staged size is what the client resumes from; the hash is recomputed later.
-            Err(e) => Err(e.into()),
+            Some(e) => Err(e.into()),
         }
     }
 
@@ -186,27 +208,33 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<(Option<ByteRange>, ByteStream)>,
     ) -> Result<u64> {
-        self.session(repo, id).await?;
         let slot = self.uploads.slot(id);
         let mut running = slot.lock().await;
-        let mut size = self
-            .blobs
-            .upload_size(id)
-            .await?
-            .ok_or(Error::NotFound(Missing::Upload))?;
-        if let Some((range, body)) = last_chunk {
-            if let Some(r) = range {
-                if r.start != size {
-                    return Err(Error::Invalid(Invalid::ChunkOutOfOrder { offset: size }));
+        let rec = self.session(repo, id).await?;
+        let staged = match last_chunk {
+            Some((range, body)) => {
+                if let Some(r) = range {
+                    if r.start != rec.size {
+                        return Err(Error::Invalid(Invalid::ChunkOutOfOrder {
+                            offset: rec.size,
+                        }));
+                    }
                 }
+                self.append(id, &rec, body, &mut running).await?
             }
-            size = self.append(id, size, body, &mut running).await?;
-        }
+            None => cursor(&rec),
+        };
         let actual = match running.take() {
-            Some(r) if r.offset == size && r.hasher.algorithm() == digest.algorithm() => {
+            Some(r) if r.offset == staged.size && r.hasher.algorithm() == digest.algorithm() => {
                 r.hasher.finish()
             }
-            _ => digest_stream(digest.algorithm(), self.blobs.upload_read(id).await?).await?,
+            _ => {
+                digest_stream(
+                    digest.algorithm(),
+                    self.blobs.upload_read(id, &staged).await?,
+                )
+                .await?
+            }
         };
         if &actual != digest {
             self.discard(id).await;
@@ -214,14 +242,14 @@ impl Registry {
                 "content has digest {actual}, not {digest} as claimed; the upload was discarded"
             ))));
         }
-        self.blobs.upload_publish(id, digest).await?;
+        self.blobs.upload_publish(id, &staged, digest).await?;
         self.meta
             .blobs()
-            .record_and_link(repo, digest, size)
+            .record_and_link(repo, digest, staged.size)
             .await?;
         self.meta.uploads().delete(id).await?;
         self.uploads.forget(id);
-        Ok(size)
+        Ok(staged.size)
     }
 
     /// A whole blob in one request (`POST ?digest=` or `POST` then `PUT` with a body).
@@ -258,16 +286,24 @@ impl Registry {
     }
 
     pub async fn upload_cancel(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
-        self.session(repo, id).await?;
         let slot = self.uploads.slot(id);
         let _held = slot.lock().await;
+        self.session(repo, id).await?;
         self.discard(id).await;
         Ok(())
     }
 
     /// Best-effort removal of an upload's staging area and session.
     async fn discard(&self, id: &UploadId) {
-        if let Err(e) = self.blobs.upload_delete(id).await {
+        let rec = match self.meta.uploads().get(id).await {
+            Ok(rec) => rec,
+            Err(e) => {
+                warn!(upload = %id, error = %e, "could not read upload session");
+                None
+            }
+        };
+        let cursor = rec.as_ref().map(cursor);
+        if let Err(e) = self.blobs.upload_delete(id, cursor.as_ref()).await {
             warn!(upload = %id, error = %e, "could not remove staged upload");
         }
         if let Err(e) = self.meta.uploads().delete(id).await {
@@ -276,7 +312,7 @@ impl Registry {
         self.uploads.forget(id);
     }
 
-    /// Removes upload sessions older than `max_age` and staging areas no session owns.
+    /// Removes upload sessions idle for longer than `max_age` and staging areas no session owns.
     /// Returns how many were removed.
     pub async fn expire_uploads(&self, max_age: Duration) -> Result<usize> {
         let cutoff = SystemTime::now() - max_age;
@@ -285,7 +321,7 @@ impl Registry {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         let mut removed = 0;
-        for rec in self.meta.uploads().older_than(cutoff_ms).await? {
+        for rec in self.meta.uploads().idle_since(cutoff_ms).await? {
             self.discard(&rec.id).await;
             removed += 1;
         }

@@ -12,7 +12,10 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
-use crate::{layout, BlobBackend, BlobRead, ByteStream, Result, StorageError, WriteObserver};
+use crate::{
+    layout, AppendError, BlobBackend, BlobRead, ByteStream, Result, StorageError, UploadCursor,
+    WriteObserver,
+};
 
 /// Large buffers keep the number of blocking-pool hops per GiB low.
 const IO_BUF: usize = 1 << 20;
@@ -60,76 +63,113 @@ async fn fsync_dir(dir: &Path) -> io::Result<()> {
 
 #[async_trait]
 impl BlobBackend for FsBackend {
-    async fn upload_create(&self, id: &UploadId) -> Result<()> {
+    async fn upload_create(&self, id: &UploadId) -> Result<UploadCursor> {
         OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(self.upload_path(id))
             .await?;
-        Ok(())
-    }
-
-    async fn upload_size(&self, id: &UploadId) -> Result<Option<u64>> {
-        Ok(not_found_to_none(fs::metadata(self.upload_path(id)).await)?.map(|m| m.len()))
+        Ok(UploadCursor::default())
     }
 
     async fn upload_append(
         &self,
         id: &UploadId,
-        offset: u64,
+        cursor: &UploadCursor,
         mut body: ByteStream,
         observe: WriteObserver<'_>,
-    ) -> Result<u64> {
+    ) -> Result<UploadCursor, AppendError> {
+        let fail = |size: u64, error: StorageError| AppendError {
+            cursor: UploadCursor {
+                size,
+                state: String::new(),
+            },
+            error,
+        };
+        let offset = cursor.size;
         let file = match OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(self.upload_path(id))
             .await
         {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(fail(offset, StorageError::NotFound))
+            }
+            Err(e) => return Err(fail(offset, e.into())),
         };
-        let actual = file.metadata().await?.len();
-        if actual != offset {
-            return Err(StorageError::OffsetMismatch {
-                expected: offset,
-                actual,
-            });
+        let on_disk = file
+            .metadata()
+            .await
+            .map_err(|e| fail(offset, e.into()))?
+            .len();
+        if on_disk < offset {
+            let e = io::Error::other(format!(
+                "staging holds {on_disk} bytes but the upload claims {offset}"
+            ));
+            return Err(fail(offset, e.into()));
         }
+        // Bytes past the cursor were never recorded (a crash mid-request): they go.
+        if on_disk > offset {
+            file.set_len(offset)
+                .await
+                .map_err(|e| fail(offset, e.into()))?;
+        }
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(|e| fail(offset, e.into()))?;
         let mut out = BufWriter::with_capacity(IO_BUF, file);
         let mut size = offset;
         let mut interrupted = None;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) => {
-                    out.write_all(&bytes).await?;
+                    if let Err(e) = out.write_all(&bytes).await {
+                        interrupted = Some(StorageError::Io(e));
+                        break;
+                    }
                     observe(&bytes);
                     size += bytes.len() as u64;
                 }
                 Err(e) => {
-                    interrupted = Some(e);
+                    interrupted = Some(StorageError::BodyInterrupted(e));
                     break;
                 }
             }
         }
-        // Keep what arrived: the client may resume from the size the status endpoint reports.
-        out.flush().await?;
+        if let Err(e) = out.flush().await {
+            // What reached the file is unknown; stay at the last known-good size.
+            return Err(fail(offset, e.into()));
+        }
+        let cursor = UploadCursor {
+            size,
+            state: String::new(),
+        };
         match interrupted {
-            Some(e) => Err(StorageError::BodyInterrupted(e)),
-            None => Ok(size),
+            Some(error) => Err(AppendError { cursor, error }),
+            None => Ok(cursor),
         }
     }
 
-    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
+    async fn upload_read(&self, id: &UploadId, cursor: &UploadCursor) -> Result<ByteStream> {
         let file = match File::open(self.upload_path(id)).await {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
             Err(e) => return Err(e.into()),
         };
-        Ok(Box::pin(ReaderStream::with_capacity(file, IO_BUF)))
+        Ok(Box::pin(ReaderStream::with_capacity(
+            file.take(cursor.size),
+            IO_BUF,
+        )))
     }
 
-    async fn upload_publish(&self, id: &UploadId, digest: &Digest) -> Result<()> {
+    async fn upload_publish(
+        &self,
+        id: &UploadId,
+        cursor: &UploadCursor,
+        digest: &Digest,
+    ) -> Result<()> {
         let staged = self.upload_path(id);
         let target = self.blob_path(digest);
         if fs::metadata(&target).await.is_ok() {
@@ -137,11 +177,14 @@ impl BlobBackend for FsBackend {
             fs::remove_file(&staged).await.or_else(ignore_not_found)?;
             return Ok(());
         }
-        let file = match File::open(&staged).await {
+        let file = match OpenOptions::new().write(true).open(&staged).await {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
             Err(e) => return Err(e.into()),
         };
+        if file.metadata().await?.len() != cursor.size {
+            file.set_len(cursor.size).await?;
+        }
         file.sync_all().await?;
         drop(file);
         let parent = target.parent().expect("blob keys have a parent");
@@ -151,7 +194,7 @@ impl BlobBackend for FsBackend {
         Ok(())
     }
 
-    async fn upload_delete(&self, id: &UploadId) -> Result<()> {
+    async fn upload_delete(&self, id: &UploadId, _cursor: Option<&UploadCursor>) -> Result<()> {
         fs::remove_file(self.upload_path(id))
             .await
             .or_else(ignore_not_found)?;

@@ -1,4 +1,9 @@
 //! Test harness: runs the real `bonded` binary on a random loopback port.
+//!
+//! `BONDED_TEST_BACKEND` picks the backend pair every test runs on: `fs-sqlite` (default) or
+//! `s3-postgres`, which needs the S3 server from `eval "$(scripts/garage.sh)"` and PostgreSQL
+//! at `BONDED_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`). Each data
+//! directory gets its own database and key prefix, reused when a test restarts the server on it.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -37,7 +42,17 @@ impl Server {
 
     /// Starts a server on an existing data directory (for restart tests).
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::spawn(data_dir, data_dir, s3_postgres(), env)
+    }
+
+    /// Starts a server whose shared backends are named after `shared` (a cluster's directory)
+    /// while its local data directory is `data_dir`.
+    fn spawn(data_dir: &Path, shared: &Path, s3pg: bool, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin());
+        let backend = if s3pg { backend_env(shared) } else { vec![] };
+        for (k, v) in backend {
+            cmd.env(k, v);
+        }
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
@@ -99,5 +114,117 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        // The owner of the data directory also owns the database made for it.
+        if self._tmp.is_some() && s3_postgres() {
+            drop_database(&self.data_dir);
+        }
     }
+}
+
+/// Several `bonded serve` processes sharing one PostgreSQL database and one S3 prefix, the way
+/// stateless nodes run behind a load balancer. Always on S3 + PostgreSQL.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nodes = (0..n).map(|i| Self::node(dir.path(), i)).collect();
+        Cluster { nodes, dir }
+    }
+
+    fn node(shared: &Path, i: usize) -> Server {
+        Server::spawn(&shared.join(format!("node{i}")), shared, true, &[])
+    }
+
+    /// Starts node `i` again after it was killed.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].kill();
+        self.nodes[i] = Self::node(self.dir.path(), i);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        drop_database(self.dir.path());
+    }
+}
+
+fn drop_database(shared: &Path) {
+    let _ = Command::new("psql")
+        .arg(postgres_url())
+        .args([
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db_name(shared)),
+        ])
+        .output();
+}
+
+/// True when the suite runs on S3 + PostgreSQL.
+pub fn s3_postgres() -> bool {
+    match std::env::var("BONDED_TEST_BACKEND").as_deref() {
+        Ok("s3-postgres") => true,
+        Ok("fs-sqlite") | Err(_) => false,
+        Ok(other) => panic!("BONDED_TEST_BACKEND={other:?}: use fs-sqlite or s3-postgres"),
+    }
+}
+
+fn postgres_url() -> String {
+    std::env::var("BONDED_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A stable name per data directory, so a restarted server finds its metadata again.
+fn db_name(data_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    format!("bonded_e2e_{:016x}", h.finish())
+}
+
+fn required(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("BONDED_TEST_BACKEND=s3-postgres needs {var}: run `eval \"$(scripts/garage.sh)\"` first")
+    })
+}
+
+/// Environment that points a server at the selected backend pair.
+fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
+    let db = db_name(data_dir);
+    let base = postgres_url();
+    let out = Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE DATABASE {db}")])
+        .output()
+        .expect("run psql (PostgreSQL client) to create a test database");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("already exists"),
+        "creating {db}: {err}"
+    );
+    let (prefix, _) = base.rsplit_once('/').expect("database URL ends in /<db>");
+    vec![
+        ("BONDED_METADATA__URL".into(), format!("{prefix}/{db}")),
+        ("BONDED_STORAGE__BACKEND".into(), "s3".into()),
+        (
+            "BONDED_STORAGE__BUCKET".into(),
+            required("BONDED_TEST_S3_BUCKET"),
+        ),
+        (
+            "BONDED_STORAGE__ENDPOINT".into(),
+            required("BONDED_TEST_S3_ENDPOINT"),
+        ),
+        (
+            "BONDED_STORAGE__REGION".into(),
+            required("BONDED_TEST_S3_REGION"),
+        ),
+        ("BONDED_STORAGE__PATH_STYLE".into(), "true".into()),
+        ("BONDED_STORAGE__PREFIX".into(), format!("e2e/{db}")),
+    ]
 }

@@ -56,8 +56,14 @@ CREATE TABLE tags (
 );
 CREATE INDEX tags_digest ON tags(repo_id, digest);
 
+-- Upload sessions. `size` is the number of bytes durably staged; `state` is the blob backend's
+-- opaque cursor (e.g. an S3 multipart id and its parts), so any node can continue the upload.
 CREATE TABLE uploads (
     id         TEXT PRIMARY KEY,
     repo       TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    size       INTEGER NOT NULL DEFAULT 0,
+    state      TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
 );
+CREATE INDEX uploads_updated ON uploads(updated_at);
