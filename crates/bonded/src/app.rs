@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use bonded_http::metrics::Metrics;
 use bonded_http::AppState;
 use bonded_service::{BlobStore, ImmutableTagRule, Limits, MetaStore, Registry, Rules, S3Options};
@@ -96,6 +97,13 @@ impl App {
         });
         println!("bonded listening on http://{bound}");
         info!(%bound, data_dir = %self.config.data_dir.display(), "bonded started");
+        // Small responses (config blobs, manifests) must not wait for Nagle's algorithm: without
+        // TCP_NODELAY a streamed body written after its headers stalls ~40 ms on delayed ACKs.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())
             .await

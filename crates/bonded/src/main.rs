@@ -7,6 +7,7 @@
 mod app;
 mod cli;
 mod config;
+mod migrate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,18 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Copy this registry's content to other backends (e.g. fs + SQLite → S3 + PostgreSQL),
+    /// verifying every digest. Safe to re-run: it resumes where it stopped.
+    Migrate {
+        #[command(flatten)]
+        source: ServerFlags,
+        /// Configuration file of the target registry.
+        #[arg(long)]
+        to: PathBuf,
+        /// Hide the progress bar.
+        #[arg(long, short)]
+        quiet: bool,
     },
     #[command(flatten)]
     Client(cli::ClientCommand),
@@ -118,6 +131,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let loaded = flags.load()?;
             print!("{}", config::show(&loaded)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { source, to, quiet } => {
+            let loaded = source.load()?;
+            migrate::run(&loaded.config, &to, quiet).await
         }
         Command::Client(cmd) => cli::run(cmd).await,
     }

@@ -172,6 +172,14 @@ async fn suite(meta: MetaStore) {
         vec![b.clone()]
     );
 
+    // Inventories, for migration.
+    assert_eq!(meta.blobs().linked(&a).await.unwrap(), vec![(d('1'), 10)]);
+    assert_eq!(meta.blobs().linked(&b).await.unwrap(), vec![]);
+    assert_eq!(
+        meta.manifests().list(&a).await.unwrap(),
+        vec![d('a'), d('b')]
+    );
+
     // Deleting a manifest takes its tags with it.
     let gone = meta.manifests().delete(&a, &d('a')).await.unwrap();
     assert_eq!(gone.tags_removed.len(), 5);

@@ -122,6 +122,8 @@ pub trait Blobs: Send + Sync {
     async fn link(&self, repo: &RepoName, digest: &Digest) -> Result<u64>;
     /// Removes the link; NotFound if there was none.
     async fn unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()>;
+    /// Every blob linked into `repo`, with its size, in digest order.
+    async fn linked(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>>;
 }
 
 #[async_trait]
@@ -153,6 +155,8 @@ pub trait Manifests: Send + Sync {
     async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>>;
     /// Deletes a manifest and every tag pointing at it.
     async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest>;
+    /// Every manifest in `repo`, oldest first (so an index follows the manifests it names).
+    async fn list(&self, repo: &RepoName) -> Result<Vec<Digest>>;
     /// Manifests whose subject is `subject`, optionally of one artifact type.
     async fn referrers(
         &self,

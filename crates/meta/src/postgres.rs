@@ -255,6 +255,21 @@ impl Blobs for PostgresBackend {
         }
         Ok(())
     }
+
+    async fn linked(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>> {
+        let rows = sqlx::query(
+            "SELECT rb.digest, b.size FROM repo_blobs rb
+             JOIN repositories r ON r.id = rb.repo_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = $1 ORDER BY rb.digest",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((parse(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
+            .collect()
+    }
 }
 
 fn upload_row(r: &PgRow) -> Result<UploadRecord> {
@@ -558,6 +573,17 @@ impl Manifests for PostgresBackend {
 
     async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest> {
         retry("delete manifest", || self.delete_once(repo, digest)).await
+    }
+
+    async fn list(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = $1 ORDER BY m.created_at, m.digest",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|s| parse(s)).collect()
     }
 
     async fn referrers(

@@ -186,6 +186,21 @@ impl Blobs for SqliteBackend {
         }
         Ok(())
     }
+
+    async fn linked(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>> {
+        let rows = sqlx::query(
+            "SELECT rb.digest, b.size FROM repo_blobs rb
+             JOIN repositories r ON r.id = rb.repo_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = ? ORDER BY rb.digest",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((parse(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
+            .collect()
+    }
 }
 
 fn upload_row(r: &sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
@@ -415,6 +430,17 @@ impl Manifests for SqliteBackend {
         Ok(DeletedManifest {
             tags_removed: tags.iter().map(|t| parse(t)).collect::<Result<_>>()?,
         })
+    }
+
+    async fn list(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = ? ORDER BY m.created_at, m.digest",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|s| parse(s)).collect()
     }
 
     async fn referrers(

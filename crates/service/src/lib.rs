@@ -13,6 +13,7 @@ mod error;
 mod hashing;
 mod listing;
 mod manifests;
+mod migration;
 mod rules;
 mod uploads;
 
@@ -24,6 +25,7 @@ pub use bonded_storage::{BlobStore, ByteStream, S3Options};
 pub use error::{Error, Invalid, Missing, Result};
 pub use listing::Page;
 pub use manifests::{ManifestBody, PutManifest};
+pub use migration::{BlobImport, RepoInventory};
 pub use rules::{ImmutableTagRule, Rules, RulesError};
 pub use uploads::{MountOutcome, UploadState};
 

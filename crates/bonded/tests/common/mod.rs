@@ -45,6 +45,17 @@ impl Server {
         Self::spawn(data_dir, data_dir, s3_postgres(), env)
     }
 
+    /// Starts a server on filesystem + SQLite in `data_dir`, whatever `BONDED_TEST_BACKEND` says.
+    pub fn start_fs_in(data_dir: &Path) -> Server {
+        Self::spawn(data_dir, data_dir, false, &[])
+    }
+
+    /// Starts a server from a configuration file.
+    pub fn start_config(config: &Path, data_dir: &Path) -> Server {
+        let cfg = config.to_str().expect("utf-8 path");
+        Self::spawn(data_dir, data_dir, false, &[("BONDED_CONFIG", cfg)])
+    }
+
     /// Starts a server whose shared backends are named after `shared` (a cluster's directory)
     /// while its local data directory is `data_dir`.
     fn spawn(data_dir: &Path, shared: &Path, s3pg: bool, env: &[(&str, &str)]) -> Server {
@@ -155,7 +166,27 @@ impl Drop for Cluster {
     }
 }
 
-fn drop_database(shared: &Path) {
+/// A TOML configuration for S3 + PostgreSQL backends named after `shared` (its database is
+/// created now and dropped by [`drop_database`]).
+pub fn s3_postgres_toml(shared: &Path) -> String {
+    let mut storage = String::from("[storage]\n");
+    let mut metadata = String::from("[metadata]\n");
+    for (k, v) in backend_env(shared) {
+        let (section, key) = k
+            .trim_start_matches("BONDED_")
+            .split_once("__")
+            .expect("SECTION__KEY");
+        let value = if v == "true" { v } else { format!("{v:?}") };
+        let line = format!("{} = {value}\n", key.to_lowercase());
+        match section {
+            "STORAGE" => storage.push_str(&line),
+            _ => metadata.push_str(&line),
+        }
+    }
+    format!("{storage}\n{metadata}")
+}
+
+pub fn drop_database(shared: &Path) {
     let _ = Command::new("psql")
         .arg(postgres_url())
         .args([
