@@ -163,7 +163,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         .requests
         .get_or_create(&RequestLabels {
             endpoint: endpoint_name,
-            method: method.to_string(),
+            method: method_label(&method),
             status,
         })
         .inc();
@@ -172,7 +172,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         .request_duration
         .get_or_create(&EndpointLabels {
             endpoint: endpoint_name,
-            method: method.to_string(),
+            method: method_label(&method),
         })
         .observe(started.elapsed().as_secs_f64());
     let h = resp.headers_mut();
@@ -184,6 +184,20 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         h.insert("x-request-id", v);
     }
     resp
+}
+
+/// A bounded label for metrics (arbitrary methods would make unbounded label sets).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// A malformed manifest reference names nothing: reading it is a 404 like any unknown manifest,

@@ -92,6 +92,25 @@ async fn suite(meta: MetaStore) {
     );
     assert!(meta.manifests().get(&a, &d('a')).await.unwrap().is_some());
     assert!(meta.manifests().get(&b, &d('a')).await.unwrap().is_none());
+    let tagged = meta
+        .manifests()
+        .get_tagged(&a, &tag("v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tagged.digest, d('a'));
+    assert!(meta
+        .manifests()
+        .get_tagged(&a, &tag("nope"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(meta
+        .manifests()
+        .get_tagged(&b, &tag("v1"))
+        .await
+        .unwrap()
+        .is_none());
 
     // Immutable tags do not move; mutable ones do.
     meta.manifests()

@@ -153,6 +153,8 @@ pub trait Manifests: Send + Sync {
         tag: Option<(&Tag, TagWrite)>,
     ) -> Result<()>;
     async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>>;
+    /// The manifest a tag points at, in one lookup (the hot path of pulls by tag).
+    async fn get_tagged(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>>;
     /// Deletes a manifest and every tag pointing at it.
     async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest>;
     /// Every manifest in `repo`, oldest first (so an index follows the manifests it names).

@@ -571,6 +571,28 @@ impl Manifests for PostgresBackend {
         .transpose()
     }
 
+    async fn get_tagged(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content, m.subject FROM tags t
+             JOIN repositories r ON r.id = t.repo_id
+             JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+             WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ManifestRecord {
+                digest: parse(r.get::<&str, _>(0))?,
+                media_type: parse(r.get::<&str, _>(1))?,
+                content: r.get(2),
+                subject: parse_opt(r.get(3))?,
+            })
+        })
+        .transpose()
+    }
+
     async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest> {
         retry("delete manifest", || self.delete_once(repo, digest)).await
     }

@@ -210,17 +210,6 @@ impl Registry {
         })
     }
 
-    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
-        let found = match reference {
-            Reference::Digest(d) => Some(d.clone()),
-            Reference::Tag(t) => self.meta.tags().resolve(repo, t).await?,
-        };
-        match found {
-            Some(d) => Ok(d),
-            None => Err(self.manifest_missing(repo).await),
-        }
-    }
-
     async fn manifest_missing(&self, repo: &RepoName) -> Error {
         match self.meta.repos().exists(repo).await {
             Ok(false) => Error::NotFound(Missing::Repository),
@@ -234,8 +223,11 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestBody> {
-        let digest = self.resolve(repo, reference).await?;
-        match self.meta.manifests().get(repo, &digest).await? {
+        let found = match reference {
+            Reference::Digest(d) => self.meta.manifests().get(repo, d).await?,
+            Reference::Tag(t) => self.meta.manifests().get_tagged(repo, t).await?,
+        };
+        match found {
             Some(m) => Ok(ManifestBody {
                 digest: m.digest,
                 media_type: m.media_type,
