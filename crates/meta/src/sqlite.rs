@@ -512,16 +512,22 @@ impl Tags for SqliteBackend {
     }
 
     async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Vec<Tag>> {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
-             WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
+        // One row for the whole page: sqlx hands SQLite rows over a channel one at a time, which
+        // dominated listing large repositories. Tags cannot contain a newline.
+        let joined: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(name, char(10) ORDER BY name) FROM (
+               SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
+               WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?)",
         )
         .bind(repo.as_str())
         .bind(last.unwrap_or(""))
         .bind(n as i64)
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await?;
-        rows.iter().map(|s| parse(s)).collect()
+        joined
+            .as_deref()
+            .map(|j| j.split('\n').map(parse).collect())
+            .unwrap_or_else(|| Ok(Vec::new()))
     }
 
     async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
