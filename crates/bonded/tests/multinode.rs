@@ -269,3 +269,53 @@ async fn a_node_killed_mid_push_leaves_the_others_serving_and_the_retry_succeeds
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_gets_redirect_to_presigned_urls_when_configured() {
+    let c = Cluster::start_with(1, &[("BONDED_STORAGE__REDIRECT", "true")]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let blob = data(3 << 20, 11);
+    let digest = Digest::of(Algorithm::Sha256, &blob);
+    let r = http
+        .post(c.nodes[0].url(&format!("/v2/mn/redirect/blobs/uploads/?digest={digest}")))
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .get(c.nodes[0].url(&format!("/v2/mn/redirect/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains("X-Amz-Signature"),
+        "not a presigned URL: {location}"
+    );
+    let bytes = reqwest::get(&location)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(Digest::of(Algorithm::Sha256, &bytes), digest);
+    // Range requests and blobs of other repositories are not redirected.
+    let r = http
+        .get(c.nodes[0].url(&format!("/v2/mn/redirect/blobs/{digest}")))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let r = http
+        .get(c.nodes[0].url(&format!("/v2/mn/elsewhere/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -131,6 +131,20 @@ pub(crate) async fn get(
         );
         return Ok(resp);
     }
+    if req.header(header::RANGE).is_none() {
+        if let Some(url) = state.registry.blob_redirect(repo, digest).await? {
+            metrics.pull.get_or_create(&outcome(true)).inc();
+            let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+            headers(
+                &mut resp,
+                &[
+                    ("location", url),
+                    ("docker-content-digest", digest.to_string()),
+                ],
+            );
+            return Ok(resp);
+        }
+    }
     let blob = match state
         .registry
         .blob_get(repo, digest, req.header(header::RANGE))

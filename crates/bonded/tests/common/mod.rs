@@ -141,19 +141,24 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// A cluster whose nodes all get extra environment (configuration).
+    pub fn start_with(n: usize, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let nodes = (0..n).map(|i| Self::node(dir.path(), i)).collect();
+        let nodes = (0..n).map(|i| Self::node(dir.path(), i, env)).collect();
         Cluster { nodes, dir }
     }
 
-    fn node(shared: &Path, i: usize) -> Server {
-        Server::spawn(&shared.join(format!("node{i}")), shared, true, &[])
+    fn node(shared: &Path, i: usize, env: &[(&str, &str)]) -> Server {
+        Server::spawn(&shared.join(format!("node{i}")), shared, true, env)
     }
 
     /// Starts node `i` again after it was killed.
     pub fn restart(&mut self, i: usize) {
         self.nodes[i].kill();
-        self.nodes[i] = Self::node(self.dir.path(), i);
+        self.nodes[i] = Self::node(self.dir.path(), i, &[]);
     }
 }
 
