@@ -94,18 +94,11 @@ impl Req {
     }
 }
 
-fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    q.map(url_decode_pairs).unwrap_or_default()
-}
-
-fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{q}")
-            .parse()
-            .expect("a path and query is a valid URI"),
-    )
-    .map(|axum::extract::Query(v)| v)
-    .unwrap_or_default()
+/// Query pairs, decoded; a query that does not decode counts as empty.
+fn parse_query(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|axum::extract::Query(v)| v)
+        .unwrap_or_default()
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
@@ -140,7 +133,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let req = Req {
         method: parts.method,
         headers: parts.headers,
-        query: parse_query(parts.uri.query()),
+        query: parse_query(&parts.uri),
     };
     let mut resp = async {
         let result = match parsed {

@@ -629,3 +629,17 @@ async fn publish_and_pull_outcomes_are_counted() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn health_and_readiness_answer_when_both_stores_do() {
+    let t = setup().await;
+    assert_eq!(
+        t.call("GET", "/healthz", &[], vec![]).await.status,
+        StatusCode::OK
+    );
+    let r = t.call("GET", "/readyz", &[], vec![]).await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::OK, &b"ready\n"[..])
+    );
+}

@@ -77,9 +77,12 @@ impl Registry {
     }
 
     /// Checks that both stores answer (for readiness probes).
+    /// One cheap call per store: probes arrive every few seconds, so this must not grow with the
+    /// registry (listing uploads did, on S3 a full prefix listing per probe).
     pub async fn ready(&self) -> Result<()> {
         self.meta.repos().list(1, None).await?;
-        self.blobs.upload_list().await?;
+        let probe = bonded_types::Digest::of(bonded_types::Algorithm::Sha256, b"");
+        self.blobs.blob_size(&probe).await?;
         Ok(())
     }
 }
