@@ -91,6 +91,9 @@ impl App {
             warn!(%bound, "listening on a non-loopback address: anyone who can reach it can push and delete");
         }
         self.spawn_upload_sweeper();
+        if self.config.gc.enabled {
+            self.spawn_collector();
+        }
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
@@ -123,6 +126,47 @@ impl App {
                 if let Err(e) = registry.expire_uploads(max_age).await {
                     warn!(error = %e, "expiring uploads failed; will retry");
                 }
+            }
+        });
+    }
+}
+
+impl App {
+    /// Runs garbage collection forever, `gc.interval_secs` apart. Every node may run it: runs on
+    /// several nodes, or overlapping runs, are safe (docs/gc.md).
+    fn spawn_collector(&self) {
+        let registry = self.registry.clone();
+        let metrics = self.metrics.clone();
+        let grace = Duration::from_secs(self.config.gc.grace_secs);
+        // Back to back still yields a little, so an idle registry does not spin.
+        let pause =
+            Duration::from_secs(self.config.gc.interval_secs).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                let started = std::time::Instant::now();
+                let outcome = match registry.gc_run(grace).await {
+                    Ok(r) => {
+                        metrics.gc.marked.inc_by(r.mark.marked);
+                        metrics.gc.swept.inc_by(r.swept);
+                        metrics.gc.swept_bytes.inc_by(r.swept_bytes);
+                        metrics.gc.spared.inc_by(r.spared);
+                        "success"
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "garbage collection failed; will retry");
+                        "failure"
+                    }
+                };
+                metrics
+                    .gc
+                    .runs
+                    .get_or_create(&bonded_http::metrics::OutcomeLabels { outcome })
+                    .inc();
+                metrics
+                    .gc
+                    .last_duration_seconds
+                    .set(started.elapsed().as_secs_f64());
+                tokio::time::sleep(pause).await;
             }
         });
     }

@@ -19,6 +19,7 @@ pub struct Config {
     pub metadata: Metadata,
     pub limits: Limits,
     pub uploads: Uploads,
+    pub gc: Gc,
     pub log: Log,
     /// Tags that can never be moved or deleted once pushed.
     pub immutable_tags: Vec<ImmutableTags>,
@@ -79,6 +80,20 @@ pub struct Uploads {
     pub sweep_interval_secs: u64,
 }
 
+/// Online garbage collection of unused blobs (docs/gc.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gc {
+    /// Run the collector inside the server.
+    pub enabled: bool,
+    /// Pause between runs; 0 runs back to back.
+    pub interval_secs: u64,
+    /// How long a blob must stay unused (unreferenced, not linked, checked or pushed again)
+    /// after it is marked before its bytes are deleted. Longer than any client takes between
+    /// uploading or checking a layer and pushing the manifest that names it.
+    pub grace_secs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
@@ -123,6 +138,11 @@ impl Default for Config {
             uploads: Uploads {
                 expire_after_secs: 24 * 3600,
                 sweep_interval_secs: 3600,
+            },
+            gc: Gc {
+                enabled: true,
+                interval_secs: 600,
+                grace_secs: 3600,
             },
             log: Log {
                 format: "text".into(),
@@ -210,6 +230,12 @@ impl Config {
         }
         if self.uploads.sweep_interval_secs == 0 {
             bail!("uploads.sweep_interval_secs must be positive");
+        }
+        if self.gc.grace_secs == 0 {
+            bail!(
+                "gc.grace_secs must be positive: a blob needs a grace period between its upload \
+                 and the manifest push that references it (an hour is a safe choice)"
+            );
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! composition root) or to a client command in [`cli`]. Client commands talk to a registry only
 //! over HTTP, never to its stores.
 
+mod admin;
 mod app;
 mod cli;
 mod config;
@@ -72,6 +73,18 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Collect garbage: delete blobs no manifest references once they have been unused for a
+    /// grace period. Safe while servers run on the same stores.
+    Gc {
+        #[command(flatten)]
+        server: ServerFlags,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Override gc.grace_secs for this run.
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -135,6 +148,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Migrate { source, to, quiet } => {
             let loaded = source.load()?;
             migrate::run(&loaded.config, &to, quiet).await
+        }
+        Command::Gc {
+            server,
+            dry_run,
+            grace_secs,
+        } => {
+            let loaded = server.load()?;
+            init_tracing(&loaded.config);
+            admin::gc(&loaded.config, dry_run, grace_secs).await
         }
         Command::Client(cmd) => cli::run(cmd).await,
     }

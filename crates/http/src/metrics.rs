@@ -3,10 +3,12 @@
 //! SLIs seeded here (see SLIS.md): M1 publish success rate (`bonded_publish_total` by outcome),
 //! M2 download latency (`bonded_download_duration_seconds` by kind, with bytes alongside),
 //! M9 retrieval error rate (`bonded_pull_total` by kind and outcome).
+//! Garbage collection: runs by outcome, blobs marked, swept (and bytes), spared.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -48,6 +50,53 @@ pub struct Metrics {
     pub publish: Family<OutcomeLabels, Counter>,
     pub pull: Family<PullLabels, Counter>,
     pub download_duration: Family<KindLabels, Histogram>,
+    pub gc: GcMetrics,
+}
+
+/// Garbage collection, recorded by whoever runs it (the server's collector loop).
+#[derive(Default)]
+pub struct GcMetrics {
+    pub runs: Family<OutcomeLabels, Counter>,
+    pub marked: Counter,
+    pub swept: Counter,
+    pub swept_bytes: Counter,
+    pub spared: Counter,
+    pub last_duration_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl GcMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "gc_runs",
+            "Garbage collection runs by outcome",
+            self.runs.clone(),
+        );
+        registry.register(
+            "gc_marked_blobs",
+            "Blobs found unreferenced and marked for deletion",
+            self.marked.clone(),
+        );
+        registry.register(
+            "gc_swept_blobs",
+            "Blobs deleted by garbage collection",
+            self.swept.clone(),
+        );
+        registry.register(
+            "gc_swept_bytes",
+            "Bytes reclaimed by garbage collection",
+            self.swept_bytes.clone(),
+        );
+        registry.register(
+            "gc_spared_blobs",
+            "Marked blobs used again before their grace period ended, and kept",
+            self.spared.clone(),
+        );
+        registry.register(
+            "gc_last_run_duration_seconds",
+            "Duration of the last garbage collection run",
+            self.last_duration_seconds.clone(),
+        );
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -104,7 +153,10 @@ impl Default for Metrics {
             "Time to serve a blob or manifest GET to the last byte (M2 download latency)",
             download_duration.clone(),
         );
+        let gc = GcMetrics::default();
+        gc.register(&mut registry);
         Metrics {
+            gc,
             registry,
             requests,
             request_duration,

@@ -13,13 +13,15 @@ use tokio::sync::Barrier;
 
 use crate::{MetaError, MetaStore, NewManifest, TagWrite};
 
+mod gc;
+
 pub(crate) fn d(c: char) -> Digest {
     format!("sha256:{}", c.to_string().repeat(64))
         .parse()
         .unwrap()
 }
 /// The `i`th of many distinct digests.
-fn dn(i: usize) -> Digest {
+pub(crate) fn dn(i: usize) -> Digest {
     format!("sha256:{:064x}", i + 1).parse().unwrap()
 }
 pub(crate) fn repo(s: &str) -> RepoName {
@@ -49,7 +51,10 @@ async fn suite(meta: MetaStore) {
     meta.blobs().record_and_link(&a, &d('1'), 10).await.unwrap();
     assert_eq!(
         meta.blobs().linked_size(&a, &d('1')).await.unwrap(),
-        Some(10)
+        Some(crate::LinkedBlob {
+            size: 10,
+            marked: false
+        })
     );
     assert_eq!(meta.blobs().linked_size(&b, &d('1')).await.unwrap(), None);
     assert_eq!(meta.blobs().size(&d('1')).await.unwrap(), Some(10));
@@ -311,7 +316,7 @@ async fn listings_sort_bytewise(meta: MetaStore) {
 }
 
 /// Runs `tasks` writers released together, writer `i` on node `i % nodes.len()`.
-async fn race<T, F, Fut>(nodes: &[MetaStore], tasks: usize, body: F) -> Vec<T>
+pub(crate) async fn race<T, F, Fut>(nodes: &[MetaStore], tasks: usize, body: F) -> Vec<T>
 where
     T: Send + 'static,
     F: Fn(usize, MetaStore) -> Fut,
@@ -527,7 +532,7 @@ async fn postgres_backend_passes_the_suite() {
     listings_sort_bytewise(c.store().await).await;
 }
 
-async fn sqlite_node() -> (tempfile::TempDir, Vec<MetaStore>) {
+pub(crate) async fn sqlite_node() -> (tempfile::TempDir, Vec<MetaStore>) {
     let dir = tempfile::tempdir().unwrap();
     let meta = MetaStore::sqlite(&dir.path().join("race.db"))
         .await

@@ -4,7 +4,7 @@
 //! Owns: who points at what, decided inside transactions (a manifest and its tag land together or
 //! not at all; a manifest is accepted only if what it references exists). Callers hold the concrete
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
-//! [`Uploads`], [`Manifests`], [`Tags`]). Called by the service layer; it never calls it back, and
+//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -110,20 +110,87 @@ pub trait Repos: Send + Sync {
     async fn exists(&self, repo: &RepoName) -> Result<bool>;
 }
 
+/// A blob as seen through one repository's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkedBlob {
+    pub size: u64,
+    /// Garbage collection found it unreferenced and will sweep it unless it is used again
+    /// ([`Gc::touch`]).
+    pub marked: bool,
+}
+
 #[async_trait]
 pub trait Blobs: Send + Sync {
     /// Records a verified blob and links it into `repo` (creating the repository if needed).
+    /// `Conflict` if a sweep is deleting the blob (a caller that pinned it first never sees this).
     async fn record_and_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
-    /// Size of a blob if it is linked into `repo`.
-    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
-    /// Size of a blob if it exists in any repository (for mounts and dedupe).
+    /// The blob if it is linked into `repo`.
+    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<LinkedBlob>>;
+    /// Size of a blob if it exists in any repository and is not being deleted.
     async fn size(&self, digest: &Digest) -> Result<Option<u64>>;
-    /// Links an existing blob into `repo`. NotFound if the blob is not recorded.
+    /// Links an existing blob into `repo`. NotFound if the blob is not recorded or is being
+    /// deleted.
     async fn link(&self, repo: &RepoName, digest: &Digest) -> Result<u64>;
-    /// Removes the link; NotFound if there was none.
+    /// Removes the link; NotFound if there was none. Queues the blob for collection.
     async fn unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()>;
     /// Every blob linked into `repo`, with its size, in digest order.
     async fn linked(&self, repo: &RepoName) -> Result<Vec<(Digest, u64)>>;
+}
+
+/// What one marking pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MarkReport {
+    /// Queue entries looked at.
+    pub examined: u64,
+    /// Found unreferenced and marked.
+    pub marked: u64,
+    /// Referenced by a manifest (or already gone): dropped from the queue.
+    pub dropped: u64,
+    /// Recently linked or pinned: looked at again later.
+    pub deferred: u64,
+}
+
+/// What a collection would reclaim now (a dry run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcPlan {
+    /// Marked at least a grace period ago and still unreferenced: the next sweep deletes these.
+    pub sweepable: u64,
+    pub sweepable_bytes: u64,
+    /// Unreferenced but not yet marked (or marked too recently): deletable a grace period later
+    /// unless used again.
+    pub pending: u64,
+    pub pending_bytes: u64,
+}
+
+/// Online garbage collection of blobs; see docs/gc.md for why it never deletes a blob in use.
+#[async_trait]
+pub trait Gc: Send + Sync {
+    /// Looks at up to `limit` queue entries due by `now_ms`: marks the unreferenced ones, drops
+    /// the referenced ones, and defers those linked or pinned within `grace_ms`.
+    async fn mark(&self, now_ms: i64, grace_ms: i64, limit: u32) -> Result<MarkReport>;
+    /// Blobs marked at or before `marked_before_ms`, at most `limit`, oldest mark first.
+    async fn marked(&self, marked_before_ms: i64, limit: u32) -> Result<Vec<Digest>>;
+    /// Atomically re-checks that `digest` is unreferenced, unpinned and not linked since
+    /// `now_ms - grace_ms`; if so removes its links and flags it as being deleted, returning its
+    /// size. `None`: spared (it was used again) and taken off the queue or unmarked.
+    async fn begin_delete(
+        &self,
+        digest: &Digest,
+        now_ms: i64,
+        grace_ms: i64,
+    ) -> Result<Option<u64>>;
+    /// Removes the row of a blob whose bytes are gone. Only rows flagged by `begin_delete`.
+    async fn finish_delete(&self, digest: &Digest) -> Result<()>;
+    /// Blobs flagged as being deleted since before `before_ms` (a collector that stopped midway).
+    async fn stalled_deletes(&self, before_ms: i64) -> Result<Vec<Digest>>;
+    /// Pins `digest` for an upload about to publish it. `Conflict` if a sweep is deleting it
+    /// right now (retry shortly). Pins go when the upload session is deleted.
+    async fn pin(&self, digest: &Digest, upload: &UploadId) -> Result<()>;
+    /// Marks a use of a blob linked into `repo` (a client looked at it): refreshes the link and
+    /// unmarks it, so it is spared for another grace period.
+    async fn touch(&self, repo: &RepoName, digest: &Digest) -> Result<()>;
+    /// What would be reclaimed at `now_ms`, without changing anything.
+    async fn plan(&self, now_ms: i64, grace_ms: i64) -> Result<GcPlan>;
 }
 
 #[async_trait]
@@ -136,7 +203,7 @@ pub trait Uploads: Send + Sync {
     /// node, moved it first) and `NotFound` if it is gone.
     async fn advance(&self, id: &UploadId, from_size: u64, to_size: u64, state: &str)
         -> Result<()>;
-    /// Missing is not an error.
+    /// Removes the session and any pins it holds. Missing is not an error.
     async fn delete(&self, id: &UploadId) -> Result<()>;
     /// Sessions not touched since `cutoff_ms`.
     async fn idle_since(&self, cutoff_ms: i64) -> Result<Vec<UploadRecord>>;
@@ -178,8 +245,8 @@ pub trait Tags: Send + Sync {
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
 }
 
-trait Backend: Repos + Blobs + Uploads + Manifests + Tags {}
-impl<T: Repos + Blobs + Uploads + Manifests + Tags> Backend for T {}
+trait Backend: Repos + Blobs + Uploads + Manifests + Tags + Gc {}
+impl<T: Repos + Blobs + Uploads + Manifests + Tags + Gc> Backend for T {}
 
 /// Handle to the configured metadata backend. Cheap to clone.
 #[derive(Clone)]
@@ -218,6 +285,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn tags(&self) -> &dyn Tags {
+        &*self.backend
+    }
+    pub fn gc(&self) -> &dyn Gc {
         &*self.backend
     }
 }

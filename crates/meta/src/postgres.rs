@@ -12,6 +12,10 @@
 //! - `Uploads::advance` is one conditional `UPDATE`: the loser re-checks `size` after the winner
 //!   commits and matches nothing.
 //!
+//! - garbage collection (`postgres/gc.rs`) locks a blob row `FOR UPDATE` and deletes its links
+//!   before re-checking for references; linking, pinning and recording take the same row
+//!   `FOR SHARE`, so each of them runs wholly before or after a sweep's decision.
+//!
 //! Locks are taken in one order (links, child manifests, the manifest, the tag) and lists of rows
 //! in digest order, so our own transactions should not deadlock; should PostgreSQL still report a
 //! deadlock or serialization failure, the transaction is retried a few times.
@@ -27,9 +31,11 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use crate::{
-    now_ms, Blobs, DeletedManifest, ManifestRecord, Manifests, MetaError, NewManifest, Referrer,
-    Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
+    now_ms, Blobs, DeletedManifest, LinkedBlob, ManifestRecord, Manifests, MetaError, NewManifest,
+    Referrer, Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
 };
+
+mod gc;
 
 /// Connections per node; several nodes share the server's `max_connections` (100 by default).
 const POOL_SIZE: u32 = 16;
@@ -134,14 +140,63 @@ async fn ensure_repo(conn: &mut PgConnection, repo: &RepoName) -> Result<i64> {
         .ok_or_else(|| MetaError::Conflict(format!("repository {repo} vanished while created")))
 }
 
-async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest) -> Result<()> {
+/// Links a blob into a repository, or refreshes the link's time: the blob was just used, so
+/// collection spares it for a grace period.
+async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (repo_id, digest) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(repo_id)
     .bind(digest.to_string())
-    .bind(now_ms())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Share-locks a blob row (so no sweep can decide on it until we commit) and returns its size if
+/// it exists and is not being deleted.
+async fn lock_live_blob(conn: &mut PgConnection, digest: &Digest) -> Result<Option<i64>> {
+    let row: Option<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT size, deleting_at FROM blobs WHERE digest = $1 FOR SHARE")
+            .bind(digest.to_string())
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(size, deleting)| deleting.is_none().then_some(size)))
+}
+
+/// Queues a blob that was just linked: if it was marked for collection, it is not any more.
+async fn queue_use(conn: &mut PgConnection, digest: &Digest, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO gc_queue (digest, due_at) VALUES ($1, $2)
+         ON CONFLICT (digest) DO UPDATE SET
+           due_at = LEAST(gc_queue.due_at, excluded.due_at), marked_at = NULL,
+           gen = gc_queue.gen + 1",
+    )
+    .bind(digest.to_string())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues blobs that may just have lost their last reference (in digest order, so concurrent
+/// callers lock queue rows in one order).
+async fn queue_deref(conn: &mut PgConnection, digests: &[String], now: i64) -> Result<()> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let mut sorted = digests.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sqlx::query(
+        "INSERT INTO gc_queue (digest, due_at) SELECT d, $2 FROM unnest($1::text[]) AS d
+         ON CONFLICT (digest) DO UPDATE SET
+           due_at = LEAST(gc_queue.due_at, excluded.due_at), gen = gc_queue.gen + 1",
+    )
+    .bind(&sorted)
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -177,30 +232,37 @@ impl PostgresBackend {
         size: u64,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        let now = now_ms();
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (digest) DO NOTHING",
         )
         .bind(digest.to_string())
         .bind(size as i64)
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
+        if lock_live_blob(&mut tx, digest).await?.is_none() {
+            return Err(MetaError::Conflict(format!(
+                "blob {digest} is being garbage-collected"
+            )));
+        }
+        queue_use(&mut tx, digest, now).await?;
         let id = ensure_repo(&mut tx, repo).await?;
-        link_in(&mut tx, id, digest).await?;
+        link_in(&mut tx, id, digest, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn link_once(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
-            .bind(digest.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let size = size.ok_or(MetaError::NotFound)?;
+        let size = lock_live_blob(&mut tx, digest)
+            .await?
+            .ok_or(MetaError::NotFound)?;
+        let now = now_ms();
+        queue_use(&mut tx, digest, now).await?;
         let id = ensure_repo(&mut tx, repo).await?;
-        link_in(&mut tx, id, digest).await?;
+        link_in(&mut tx, id, digest, now).await?;
         tx.commit().await?;
         Ok(size as u64)
     }
@@ -215,25 +277,30 @@ impl Blobs for PostgresBackend {
         .await
     }
 
-    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repo_blobs rb
+    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<LinkedBlob>> {
+        let row: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT b.size, q.marked_at IS NOT NULL FROM repo_blobs rb
              JOIN repositories r ON r.id = rb.repo_id
              JOIN blobs b ON b.digest = rb.digest
+             LEFT JOIN gc_queue q ON q.digest = rb.digest
              WHERE r.name = $1 AND rb.digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(size.map(|s| s as u64))
+        Ok(row.map(|(size, marked)| LinkedBlob {
+            size: size as u64,
+            marked,
+        }))
     }
 
     async fn size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
-            .bind(digest.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1 AND deleting_at IS NULL")
+                .bind(digest.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(size.map(|s| s as u64))
     }
 
@@ -242,17 +309,20 @@ impl Blobs for PostgresBackend {
     }
 
     async fn unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM repo_blobs WHERE digest = $1
              AND repo_id = (SELECT id FROM repositories WHERE name = $2)",
         )
         .bind(digest.to_string())
         .bind(repo.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(MetaError::NotFound);
         }
+        queue_deref(&mut tx, &[digest.to_string()], now_ms()).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -345,10 +415,16 @@ impl Uploads for PostgresBackend {
     }
 
     async fn delete(&self, id: &UploadId) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM blob_pins WHERE upload_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -526,6 +602,15 @@ impl PostgresBackend {
         .bind(digest.to_string())
         .fetch_all(&mut *tx)
         .await?;
+        let children: Vec<String> = sqlx::query_scalar(
+            "SELECT child FROM manifest_refs
+             WHERE repo_id = $1 AND manifest = $2 AND kind = 'blob'",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        queue_deref(&mut tx, &children, now_ms()).await?;
         sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
             .bind(id)
             .bind(digest.to_string())

@@ -1,5 +1,9 @@
 //! SQLite backend. One writer connection (SQLite allows one writer; a single connection avoids
 //! lock-upgrade deadlocks between our own transactions) and a pool of readers over WAL.
+//! Because every write goes through that one connection, transactions here are serializable;
+//! garbage collection (`sqlite/gc.rs`) relies on it.
+
+mod gc;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -13,8 +17,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    now_ms, Blobs, DeletedManifest, ManifestRecord, Manifests, MetaError, NewManifest, Referrer,
-    Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
+    now_ms, Blobs, DeletedManifest, LinkedBlob, ManifestRecord, Manifests, MetaError, NewManifest,
+    Referrer, Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
 };
 
 pub(crate) struct SqliteBackend {
@@ -79,6 +83,44 @@ async fn ensure_repo(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Resul
     Ok(id)
 }
 
+/// Queues a blob that was just linked: if it was marked for collection, it is not any more.
+async fn queue_use(tx: &mut Transaction<'_, Sqlite>, digest: &Digest, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO gc_queue (digest, due_at) VALUES (?, ?)
+         ON CONFLICT(digest) DO UPDATE SET
+           due_at = min(gc_queue.due_at, excluded.due_at), marked_at = NULL, gen = gc_queue.gen + 1",
+    )
+    .bind(digest.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Queues a blob that may just have lost its last reference.
+async fn queue_deref(tx: &mut Transaction<'_, Sqlite>, digest: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO gc_queue (digest, due_at) VALUES (?, ?)
+         ON CONFLICT(digest) DO UPDATE SET
+           due_at = min(gc_queue.due_at, excluded.due_at), gen = gc_queue.gen + 1",
+    )
+    .bind(digest)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether a sweep is deleting the blob (`None`: no such blob).
+async fn deleting(tx: &mut Transaction<'_, Sqlite>, digest: &Digest) -> Result<Option<bool>> {
+    let row: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT deleting_at FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|d| d.is_some()))
+}
+
 async fn repo_id(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<Option<i64>> {
     Ok(
         sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
@@ -121,69 +163,93 @@ impl Blobs for SqliteBackend {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        if deleting(&mut tx, digest).await? == Some(true) {
+            return Err(MetaError::Conflict(format!(
+                "blob {digest} is being garbage-collected"
+            )));
+        }
+        queue_use(&mut tx, digest, now).await?;
         let id = ensure_repo(&mut tx, repo).await?;
-        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(id)
-            .bind(digest.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)
+             ON CONFLICT DO UPDATE SET created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repo_blobs rb
+    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<LinkedBlob>> {
+        let row: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT b.size, q.marked_at IS NOT NULL FROM repo_blobs rb
              JOIN repositories r ON r.id = rb.repo_id
              JOIN blobs b ON b.digest = rb.digest
+             LEFT JOIN gc_queue q ON q.digest = rb.digest
              WHERE r.name = ? AND rb.digest = ?",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
         .fetch_optional(&self.reader)
         .await?;
-        Ok(size.map(|s| s as u64))
+        Ok(row.map(|(size, marked)| LinkedBlob {
+            size: size as u64,
+            marked,
+        }))
     }
 
     async fn size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
-            .bind(digest.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ? AND deleting_at IS NULL")
+                .bind(digest.to_string())
+                .fetch_optional(&self.reader)
+                .await?;
         Ok(size.map(|s| s as u64))
     }
 
     async fn link(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let mut tx = self.begin().await?;
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
-            .bind(digest.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ? AND deleting_at IS NULL")
+                .bind(digest.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
         let size = size.ok_or(MetaError::NotFound)?;
+        let now = now_ms();
+        queue_use(&mut tx, digest, now).await?;
         let id = ensure_repo(&mut tx, repo).await?;
-        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(id)
-            .bind(digest.to_string())
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        // A fresh link time: the blob was just used, so collection spares it for a grace period.
+        sqlx::query(
+            "INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)
+             ON CONFLICT DO UPDATE SET created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(size as u64)
     }
 
     async fn unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "DELETE FROM repo_blobs WHERE digest = ?
              AND repo_id = (SELECT id FROM repositories WHERE name = ?)",
         )
         .bind(digest.to_string())
         .bind(repo.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(MetaError::NotFound);
         }
+        queue_deref(&mut tx, &digest.to_string(), now_ms()).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -274,10 +340,16 @@ impl Uploads for SqliteBackend {
     }
 
     async fn delete(&self, id: &UploadId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM blob_pins WHERE upload_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id.as_str())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -440,6 +512,17 @@ impl Manifests for SqliteBackend {
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
+        let children: Vec<String> = sqlx::query_scalar(
+            "SELECT child FROM manifest_refs WHERE repo_id = ? AND manifest = ? AND kind = 'blob'",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_ms();
+        for child in &children {
+            queue_deref(&mut tx, child, now).await?;
+        }
         let done = sqlx::query("DELETE FROM manifests WHERE repo_id = ? AND digest = ?")
             .bind(id)
             .bind(digest.to_string())

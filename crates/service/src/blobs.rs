@@ -15,12 +15,19 @@ pub struct BlobBody {
 
 impl Registry {
     /// Size of a blob visible in `repo`.
+    /// A blob that garbage collection marked is touched, so a client that checks a blob exists
+    /// and then pushes a manifest naming it has a grace period to do so.
     pub async fn blob_stat(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
-        self.meta
+        let blob = self
+            .meta
             .blobs()
             .linked_size(repo, digest)
             .await?
-            .ok_or(Error::NotFound(Missing::Blob))
+            .ok_or(Error::NotFound(Missing::Blob))?;
+        if blob.marked {
+            self.meta.gc().touch(repo, digest).await?;
+        }
+        Ok(blob.size)
     }
 
     /// Streams a blob visible in `repo`, honouring an HTTP `Range` header value.

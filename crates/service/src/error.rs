@@ -45,6 +45,9 @@ pub enum Error {
     TooLarge(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Try again shortly (e.g. garbage collection is deleting the blob being published).
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

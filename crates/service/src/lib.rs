@@ -1,7 +1,7 @@
 //! The registry's rules, independent of any protocol.
 //!
 //! Owns: how an upload becomes a verified blob, what makes a manifest acceptable, tag immutability,
-//! listing and referrers. Called by the HTTP edge (and tests) with parsed types from
+//! listing and referrers, and when an unused blob may be deleted (garbage collection). Called by the HTTP edge (and tests) with parsed types from
 //! `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never imports axum or any HTTP
 //! type: errors are decisions ([`Error`]) that the edge maps to a protocol.
 //!
@@ -10,6 +10,7 @@
 
 mod blobs;
 mod error;
+mod gc;
 mod hashing;
 mod listing;
 mod manifests;
@@ -21,8 +22,10 @@ use std::sync::Arc;
 
 pub use blobs::BlobBody;
 pub use bonded_meta::MetaStore;
+pub use bonded_meta::{GcPlan, MarkReport};
 pub use bonded_storage::{BlobStore, ByteStream, S3Options};
 pub use error::{Error, Invalid, Missing, Result};
+pub use gc::GcReport;
 pub use listing::Page;
 pub use manifests::{ManifestBody, PutManifest};
 pub use migration::{BlobImport, RepoInventory};

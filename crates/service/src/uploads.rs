@@ -242,6 +242,9 @@ impl Registry {
                 "content has digest {actual}, not {digest} as claimed; the upload was discarded"
             ))));
         }
+        // The pin keeps garbage collection off this digest until the session (and with it the
+        // pin) is deleted below, after the blob is recorded (docs/gc.md).
+        self.pin_for_publish(digest, id).await?;
         self.blobs.upload_publish(id, &staged, digest).await?;
         self.meta
             .blobs()
@@ -279,8 +282,12 @@ impl Registry {
         let visible = self.meta.blobs().linked_size(from, digest).await?.is_some()
             && self.blobs.blob_size(digest).await?.is_some();
         if visible {
-            let size = self.meta.blobs().link(repo, digest).await?;
-            return Ok(MountOutcome::Mounted { size });
+            // Linking checks again, atomically, that no sweep is deleting it.
+            match self.meta.blobs().link(repo, digest).await {
+                Ok(size) => return Ok(MountOutcome::Mounted { size }),
+                Err(MetaError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(MountOutcome::Started(self.upload_start(repo).await?))
     }

@@ -1,0 +1,134 @@
+//! Online garbage collection of blobs: mark what lost its last reference, sweep it a grace period
+//! later if it is still unused. Runs while the registry serves pushes and pulls; safe to run on
+//! every node at once and to stop at any point. The argument is written down in docs/gc.md.
+
+use std::time::{Duration, SystemTime};
+
+use bonded_meta::{GcPlan, MarkReport, MetaError};
+use bonded_types::{Digest, UploadId};
+use tracing::{info, warn};
+
+use crate::{Error, Registry, Result};
+
+/// Queue entries looked at per metadata transaction, so no transaction holds locks for long.
+const BATCH: u32 = 500;
+/// A blob flagged as being deleted for this long belongs to a collector that stopped midway;
+/// another may finish the job. Far longer than one storage delete takes, so two collectors never
+/// delete the same blob's bytes while an upload re-publishes them (docs/gc.md, "Stalled sweeps").
+const STALLED_AFTER: Duration = Duration::from_secs(15 * 60);
+/// How long an upload waits for a sweep that is deleting the very blob it is publishing.
+const PIN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What one collection did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub mark: MarkReport,
+    /// Blobs whose bytes were deleted.
+    pub swept: u64,
+    pub swept_bytes: u64,
+    /// Marked blobs found in use again when it came to sweeping them.
+    pub spared: u64,
+    /// Deletions a stopped collector had left half-done, finished now.
+    pub resumed: u64,
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Registry {
+    /// One collection: finish stalled deletions, mark newly unreferenced blobs, sweep those
+    /// marked at least `grace` ago that are still unused.
+    pub async fn gc_run(&self, grace: Duration) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let grace_ms = grace.as_millis() as i64;
+
+        let now = SystemTime::now();
+        for digest in self
+            .meta
+            .gc()
+            .stalled_deletes(millis(now - STALLED_AFTER))
+            .await?
+        {
+            self.blobs.blob_delete(&digest).await?;
+            self.meta.gc().finish_delete(&digest).await?;
+            warn!(%digest, "finished a blob deletion a stopped collector left half-done");
+            report.resumed += 1;
+        }
+
+        loop {
+            let m = self
+                .meta
+                .gc()
+                .mark(millis(SystemTime::now()), grace_ms, BATCH)
+                .await?;
+            report.mark.examined += m.examined;
+            report.mark.marked += m.marked;
+            report.mark.dropped += m.dropped;
+            report.mark.deferred += m.deferred;
+            if m.examined < u64::from(BATCH) {
+                break;
+            }
+        }
+
+        // Only what was marked a grace period before this sweep started.
+        let cutoff = millis(SystemTime::now()) - grace_ms;
+        loop {
+            let batch = self.meta.gc().marked(cutoff, BATCH).await?;
+            for digest in &batch {
+                let now = millis(SystemTime::now());
+                match self.meta.gc().begin_delete(digest, now, grace_ms).await? {
+                    Some(size) => {
+                        // From here the blob is invisible and cannot be linked or pinned; its
+                        // bytes go, then its row.
+                        self.blobs.blob_delete(digest).await?;
+                        self.meta.gc().finish_delete(digest).await?;
+                        report.swept += 1;
+                        report.swept_bytes += size;
+                    }
+                    None => report.spared += 1,
+                }
+            }
+            if batch.len() < BATCH as usize {
+                break;
+            }
+        }
+        if report.swept > 0 || report.resumed > 0 {
+            info!(
+                swept = report.swept,
+                swept_bytes = report.swept_bytes,
+                spared = report.spared,
+                marked = report.mark.marked,
+                "garbage collection reclaimed blobs"
+            );
+        }
+        Ok(report)
+    }
+
+    /// What a collection would reclaim now, changing nothing.
+    pub async fn gc_plan(&self, grace: Duration) -> Result<GcPlan> {
+        Ok(self
+            .meta
+            .gc()
+            .plan(millis(SystemTime::now()), grace.as_millis() as i64)
+            .await?)
+    }
+
+    /// Holds a pin on `digest` for `upload` before its bytes are published, waiting out a sweep
+    /// that is deleting that very blob right now.
+    pub(crate) async fn pin_for_publish(&self, digest: &Digest, upload: &UploadId) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + PIN_PATIENCE;
+        loop {
+            match self.meta.gc().pin(digest, upload).await {
+                Ok(()) => return Ok(()),
+                Err(MetaError::Conflict(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(MetaError::Conflict(m)) => return Err(Error::Busy(m)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
