@@ -1,9 +1,12 @@
-//! Server-side maintenance commands (`bonded gc`): they open the configured stores through the
-//! composition root, like `serve`, and are safe to run while servers are serving from the same
-//! stores.
+//! Server-side maintenance commands (`bonded gc`, `bonded restore`): they open the configured
+//! stores through the composition root, like `serve`, and are safe to run while servers are
+//! serving from the same stores.
 
 use std::process::ExitCode;
 use std::time::Duration;
+
+use bonded_service::Deleted;
+use bonded_types::{Reference, RepoName};
 
 use crate::app::App;
 use crate::config::Config;
@@ -14,7 +17,11 @@ pub async fn gc(
     dry_run: bool,
     grace_secs: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let grace = Duration::from_secs(grace_secs.unwrap_or(config.gc.grace_secs));
+    let mut policy = config.gc_policy();
+    if let Some(secs) = grace_secs {
+        policy.grace = Duration::from_secs(secs);
+    }
+    let grace = policy.grace;
     if grace.is_zero() {
         anyhow::bail!("--grace-secs must be positive");
     }
@@ -33,7 +40,11 @@ pub async fn gc(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let r = app.registry.gc_run(grace).await?;
+    let r = app.registry.gc_run(&policy).await?;
+    println!(
+        "forgot {} deleted manifests past the undelete window",
+        r.purged
+    );
     println!(
         "examined {} queued blobs: marked {}, kept {} (referenced), deferred {} (recently used)",
         r.mark.examined, r.mark.marked, r.mark.dropped, r.mark.deferred
@@ -43,4 +54,133 @@ pub async fn gc(
         r.swept, r.swept_bytes, r.spared, r.resumed
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bonded retention plan|apply`: what the retention rules delete now, and (apply) delete it.
+pub async fn retention(config: &Config, apply: bool) -> anyhow::Result<ExitCode> {
+    let retention = config.retention()?;
+    if retention.is_empty() {
+        println!("no retention rules are configured ([[retention.rules]])");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let app = App::build(config).await?;
+    let plan = if apply {
+        app.registry.retention_apply(&retention).await?
+    } else {
+        app.registry.retention_plan(&retention).await?
+    };
+    for d in &plan.deletions {
+        let tags: Vec<String> = d.tags.iter().map(ToString::to_string).collect();
+        let tags = if tags.is_empty() {
+            String::new()
+        } else {
+            format!(" (tags {})", tags.join(", "))
+        };
+        println!("{}@{}{tags}: {}", d.repo, d.digest, d.reason);
+    }
+    println!(
+        "{} {} manifests; {} bytes freed once the undelete window ({}s) and the grace period pass",
+        if apply { "deleted" } else { "would delete" },
+        plan.deletions.len(),
+        plan.bytes_freed,
+        config.gc.undelete_window_secs
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bonded restore`: brings back a deleted tag (`repo:tag`) or manifest (`repo@digest`), or with
+/// `list` shows what in a repository can still be restored.
+pub async fn restore(config: &Config, target: &str, list: bool) -> anyhow::Result<ExitCode> {
+    let app = App::build(config).await?;
+    if list {
+        let repo: RepoName = target
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{target:?} is not a repository name: {e}"))?;
+        let window = config.gc.undelete_window_secs as i64 * 1000;
+        for item in app.registry.deleted(&repo).await? {
+            let (what, at) = match item {
+                Deleted::Manifest {
+                    digest,
+                    deleted_at_ms,
+                } => (format!("{repo}@{digest}"), deleted_at_ms),
+                Deleted::Tag {
+                    tag,
+                    digest,
+                    deleted_at_ms,
+                } => (format!("{repo}:{tag} -> {digest}"), deleted_at_ms),
+            };
+            let left_h = (at + window - now_ms()).max(0) / 3_600_000;
+            println!("{what}  (restorable for about {left_h} more hours)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (repo, reference) = parse_target(target)?;
+    let restored = app.registry.restore(&repo, &reference).await?;
+    let tags: Vec<String> = restored.tags.iter().map(ToString::to_string).collect();
+    println!(
+        "restored {repo}@{}{}",
+        restored.digest,
+        if tags.is_empty() {
+            String::new()
+        } else {
+            format!(" with tags {}", tags.join(", "))
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `repo:tag` or `repo@digest` (no registry host: this command works on the local stores).
+fn parse_target(s: &str) -> anyhow::Result<(RepoName, Reference)> {
+    let (repo, reference) = if let Some((repo, digest)) = s.split_once('@') {
+        (
+            repo,
+            Reference::Digest(
+                digest
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{digest:?}: {e}"))?,
+            ),
+        )
+    } else {
+        let slash = s.rfind('/').map_or(0, |i| i + 1);
+        match s[slash..].rfind(':') {
+            Some(i) => {
+                let tag = &s[slash + i + 1..];
+                (
+                    &s[..slash + i],
+                    Reference::Tag(tag.parse().map_err(|e| anyhow::anyhow!("{tag:?}: {e}"))?),
+                )
+            }
+            None => {
+                anyhow::bail!("say what to restore: <repo>:<tag> or <repo>@<digest>, not {s:?}")
+            }
+        }
+    };
+    let repo = repo
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{repo:?} is not a repository name: {e}"))?;
+    Ok((repo, reference))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_targets_parse() {
+        let (r, t) = parse_target("team/app:v1").unwrap();
+        assert_eq!((r.as_str(), t.to_string().as_str()), ("team/app", "v1"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let (r, t) = parse_target(&format!("team/app@{d}")).unwrap();
+        assert_eq!((r.as_str(), t.to_string()), ("team/app", d));
+        assert!(parse_target("team/app").is_err());
+        assert!(parse_target("Team/app:v1").is_err());
+        assert!(parse_target("team/app@sha256:zz").is_err());
+    }
 }

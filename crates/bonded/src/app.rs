@@ -94,6 +94,8 @@ impl App {
         if self.config.gc.enabled {
             self.spawn_collector();
         }
+        self.spawn_pull_flusher();
+        self.spawn_retention()?;
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
@@ -132,19 +134,60 @@ impl App {
 }
 
 impl App {
+    /// Writes noted manifest pulls to the metadata store every minute (retention's "pulled
+    /// within D days" reads them).
+    fn spawn_pull_flusher(&self) {
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = registry.flush_pulls().await {
+                    warn!(error = %e, "recording pull times failed; will retry");
+                }
+            }
+        });
+    }
+
+    /// Applies retention rules every `retention.interval_secs` (if there are rules).
+    fn spawn_retention(&self) -> anyhow::Result<()> {
+        let retention = self.config.retention()?;
+        let every = self.config.retention.interval_secs;
+        if retention.is_empty() || every == 0 {
+            return Ok(());
+        }
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            loop {
+                tick.tick().await;
+                match registry.retention_apply(&retention).await {
+                    Ok(p) if !p.deletions.is_empty() => info!(
+                        deleted = p.deletions.len(),
+                        bytes_freed = p.bytes_freed,
+                        "retention deleted manifests (restorable within the undelete window)"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "applying retention failed; will retry"),
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Runs garbage collection forever, `gc.interval_secs` apart. Every node may run it: runs on
     /// several nodes, or overlapping runs, are safe (docs/gc.md).
     fn spawn_collector(&self) {
         let registry = self.registry.clone();
         let metrics = self.metrics.clone();
-        let grace = Duration::from_secs(self.config.gc.grace_secs);
+        let policy = self.config.gc_policy();
         // Back to back still yields a little, so an idle registry does not spin.
         let pause =
             Duration::from_secs(self.config.gc.interval_secs).max(Duration::from_millis(100));
         tokio::spawn(async move {
             loop {
                 let started = std::time::Instant::now();
-                let outcome = match registry.gc_run(grace).await {
+                let outcome = match registry.gc_run(&policy).await {
                     Ok(r) => {
                         metrics.gc.marked.inc_by(r.mark.marked);
                         metrics.gc.swept.inc_by(r.swept);

@@ -20,6 +20,7 @@ pub struct Config {
     pub limits: Limits,
     pub uploads: Uploads,
     pub gc: Gc,
+    pub retention: Retention,
     pub log: Log,
     /// Tags that can never be moved or deleted once pushed.
     pub immutable_tags: Vec<ImmutableTags>,
@@ -92,6 +93,37 @@ pub struct Gc {
     /// after it is marked before its bytes are deleted. Longer than any client takes between
     /// uploading or checking a layer and pushing the manifest that names it.
     pub grace_secs: u64,
+    /// How long deleted manifests and tags stay restorable with `bonded restore` (their blobs
+    /// are kept meanwhile). 0 forgets them at the next collection.
+    pub undelete_window_secs: u64,
+}
+
+/// Retention policies (see README, "Retention").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// How often the server applies the rules (0: never; `bonded retention apply` still works).
+    pub interval_secs: u64,
+    pub rules: Vec<RetentionRule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Glob over repository names, e.g. `ci/**`. The first matching rule applies.
+    pub repositories: String,
+    /// Keep the N most recently pushed artifacts.
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+    /// Keep what was pushed or pulled within D days.
+    #[serde(default)]
+    pub keep_days: Option<u32>,
+    /// Keep artifacts with a tag matching one of these globs.
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Delete untagged artifacts older than D days.
+    #[serde(default)]
+    pub untagged_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +175,11 @@ impl Default for Config {
                 enabled: true,
                 interval_secs: 600,
                 grace_secs: 3600,
+                undelete_window_secs: 14 * 24 * 3600,
+            },
+            retention: Retention {
+                interval_secs: 3600,
+                rules: vec![],
             },
             log: Log {
                 format: "text".into(),
@@ -231,6 +268,7 @@ impl Config {
         if self.uploads.sweep_interval_secs == 0 {
             bail!("uploads.sweep_interval_secs must be positive");
         }
+        self.retention()?;
         if self.gc.grace_secs == 0 {
             bail!(
                 "gc.grace_secs must be positive: a blob needs a grace period between its upload \
@@ -238,6 +276,39 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The retention rules, compiled. Fails on a bad pattern or a rule that deletes nothing.
+    pub fn retention(&self) -> anyhow::Result<bonded_service::Retention> {
+        let rules: Vec<bonded_service::RetentionRule> = self
+            .retention
+            .rules
+            .iter()
+            .map(|r| bonded_service::RetentionRule {
+                repositories: r.repositories.clone(),
+                keep_last: r.keep_last,
+                keep_days: r.keep_days,
+                keep_tags: r.keep_tags.clone(),
+                untagged_days: r.untagged_days,
+            })
+            .collect();
+        for r in &rules {
+            if r.keep_last.is_none() && r.keep_days.is_none() && r.untagged_days.is_none() {
+                bail!(
+                    "retention rule for {:?} deletes nothing: give keep_last, keep_days or \
+                     untagged_days",
+                    r.repositories
+                );
+            }
+        }
+        bonded_service::Retention::new(&rules).context("in retention.rules")
+    }
+
+    pub fn gc_policy(&self) -> bonded_service::GcPolicy {
+        bonded_service::GcPolicy {
+            grace: std::time::Duration::from_secs(self.gc.grace_secs),
+            undelete_window: std::time::Duration::from_secs(self.gc.undelete_window_secs),
+        }
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

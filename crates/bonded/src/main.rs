@@ -85,8 +85,32 @@ enum Command {
         #[arg(long)]
         grace_secs: Option<u64>,
     },
+    /// Bring back a deleted tag (<repo>:<tag>) or manifest (<repo>@<digest>) within the undelete
+    /// window, with the blobs it needs. `--list <repo>` shows what can be restored.
+    Restore {
+        #[command(flatten)]
+        server: ServerFlags,
+        /// <repo>:<tag>, <repo>@<digest>, or with --list a repository.
+        target: String,
+        #[arg(long)]
+        list: bool,
+    },
+    /// Retention rules: `plan` lists what they delete now and the bytes freed; `apply` deletes
+    /// it (restorable within the undelete window).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Dry run: what would be deleted, why, and the bytes freed.
+    Plan(ServerFlags),
+    /// Delete what the plan lists.
+    Apply(ServerFlags),
 }
 
 #[derive(Subcommand)]
@@ -157,6 +181,24 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let loaded = server.load()?;
             init_tracing(&loaded.config);
             admin::gc(&loaded.config, dry_run, grace_secs).await
+        }
+        Command::Restore {
+            server,
+            target,
+            list,
+        } => {
+            let loaded = server.load()?;
+            init_tracing(&loaded.config);
+            admin::restore(&loaded.config, &target, list).await
+        }
+        Command::Retention { command } => {
+            let (flags, apply) = match &command {
+                RetentionCommand::Plan(f) => (f, false),
+                RetentionCommand::Apply(f) => (f, true),
+            };
+            let loaded = flags.load()?;
+            init_tracing(&loaded.config);
+            admin::retention(&loaded.config, apply).await
         }
         Command::Client(cmd) => cli::run(cmd).await,
     }

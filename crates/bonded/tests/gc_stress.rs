@@ -416,6 +416,8 @@ async fn concurrent_pushes_deletes_and_gc_lose_nothing_and_reclaim_garbage() {
     let env = [
         ("BONDED_GC__GRACE_SECS", "1"),
         ("BONDED_GC__INTERVAL_SECS", "0"),
+        // Deleted manifests are forgotten at once, so their blobs become garbage right away.
+        ("BONDED_GC__UNDELETE_WINDOW_SECS", "0"),
     ];
     // On S3 + PostgreSQL two nodes collect at once; clients spread over both.
     let (_server, _cluster, bases, blob_dir) = if common::s3_postgres() {

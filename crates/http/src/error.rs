@@ -166,6 +166,8 @@ impl From<Error> for OciError {
             Error::Denied(m) => OciError::new(S::FORBIDDEN, Code::Denied, m),
             Error::TooLarge(m) => OciError::new(S::PAYLOAD_TOO_LARGE, Code::SizeInvalid, m),
             Error::Unsupported(m) => OciError::new(S::METHOD_NOT_ALLOWED, Code::Unsupported, m),
+            Error::Conflict(m) => OciError::new(S::CONFLICT, Code::Denied, m),
+            Error::Gone(m) => OciError::new(S::NOT_FOUND, Code::ManifestUnknown, m),
             Error::Busy(m) => OciError::new(S::TOO_MANY_REQUESTS, Code::TooManyRequests, m)
                 .with_header(header::RETRY_AFTER, "1".into()),
             Error::Internal(m) => {

@@ -103,6 +103,32 @@ pub struct DeletedManifest {
     pub tags_removed: Vec<Tag>,
 }
 
+/// One live manifest as retention sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestInfo {
+    pub digest: Digest,
+    pub created_at_ms: i64,
+    pub last_pulled_at_ms: Option<i64>,
+    pub subject: Option<Digest>,
+    pub tags: Vec<Tag>,
+    /// Manifests it names (index entries).
+    pub children: Vec<Digest>,
+}
+
+/// Something deleted that can still be restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Manifest {
+        digest: Digest,
+        deleted_at_ms: i64,
+    },
+    Tag {
+        tag: Tag,
+        digest: Digest,
+        deleted_at_ms: i64,
+    },
+}
+
 #[async_trait]
 pub trait Repos: Send + Sync {
     /// Repository names in lexical order after `last`, at most `n`.
@@ -222,8 +248,27 @@ pub trait Manifests: Send + Sync {
     async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>>;
     /// The manifest a tag points at, in one lookup (the hot path of pulls by tag).
     async fn get_tagged(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>>;
-    /// Deletes a manifest and every tag pointing at it.
+    /// Deletes a manifest and every tag pointing at it. Both stay restorable ([`Self::restore`])
+    /// until purged ([`Self::purge_deleted`]); until then the manifest's blobs are kept.
     async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest>;
+    /// Brings back a deleted manifest and the tags deleted with it (those not taken since).
+    /// `NotFound` if it is not deleted-but-restorable.
+    async fn restore(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>>;
+    /// Brings back the most recently deleted tag of that name (and its manifest, if that was
+    /// deleted too). `NotFound` if there is none to restore; `Conflict` if the tag exists.
+    async fn restore_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest>;
+    /// Every live manifest in `repo` with what retention decides on.
+    async fn inventory(&self, repo: &RepoName) -> Result<Vec<ManifestInfo>>;
+    /// Records pulls: each manifest's last pull time moves forward to the given time.
+    async fn record_pulls(&self, pulls: &[(RepoName, Digest, i64)]) -> Result<()>;
+    /// Bytes of the blobs that only these manifests reference (what deleting them all frees,
+    /// once collected).
+    async fn exclusive_bytes(&self, manifests: &[(RepoName, Digest)]) -> Result<u64>;
+    /// Restorable deletions in `repo`, newest first.
+    async fn deleted(&self, repo: &RepoName) -> Result<Vec<Deleted>>;
+    /// Forgets up to `limit` manifests (and all tags) deleted before `before_ms`: they can no
+    /// longer be restored, and their blobs are queued for collection. Returns how many manifests.
+    async fn purge_deleted(&self, before_ms: i64, limit: u32) -> Result<u64>;
     /// Every manifest in `repo`, oldest first (so an index follows the manifests it names).
     async fn list(&self, repo: &RepoName) -> Result<Vec<Digest>>;
     /// Manifests whose subject is `subject`, optionally of one artifact type.

@@ -31,8 +31,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use crate::{
-    now_ms, Blobs, DeletedManifest, LinkedBlob, ManifestRecord, Manifests, MetaError, NewManifest,
-    Referrer, Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
+    now_ms, Blobs, Deleted, DeletedManifest, LinkedBlob, ManifestInfo, ManifestRecord, Manifests,
+    MetaError, NewManifest, Referrer, Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
 };
 
 mod gc;
@@ -453,8 +453,14 @@ async fn lock_present(
     let keys: Vec<String> = wanted.iter().map(ToString::to_string).collect();
     // FOR SHARE: a concurrent DELETE of one of these rows either committed before this statement
     // (the row is not returned) or waits until we commit. Digest order keeps lock order fixed.
+    // Deleted (restorable) manifests do not count.
+    let live = if table == "manifests" {
+        "AND deleted_at IS NULL"
+    } else {
+        ""
+    };
     let found: HashSet<String> = sqlx::query_scalar::<_, String>(&format!(
-        "SELECT digest FROM {table} WHERE repo_id = $1 AND digest = ANY($2)
+        "SELECT digest FROM {table} WHERE repo_id = $1 AND digest = ANY($2) {live}
          ORDER BY digest COLLATE \"C\" FOR SHARE"
     ))
     .bind(repo_id)
@@ -477,7 +483,8 @@ async fn insert_manifest(conn: &mut PgConnection, repo_id: i64, m: &NewManifest)
             "INSERT INTO manifests
                (repo_id, digest, media_type, artifact_type, subject, annotations, size, content,
                 created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (repo_id, digest) DO UPDATE SET deleted_at = NULL",
         )
         .bind(repo_id)
         .bind(&digest)
@@ -583,10 +590,11 @@ impl PostgresBackend {
     async fn delete_once(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest> {
         let mut tx = self.pool.begin().await?;
         let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
-        // Lock the manifest before reading its tags: a put that is tagging it holds a share lock,
-        // so we wait for it and then see (and remove) its tag.
+        // Lock the manifest before reading its tags: a put that is tagging it holds a lock on
+        // it, so we wait for it and then see (and remove) its tag.
         let found: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2 FOR UPDATE",
+            "SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2 AND deleted_at IS NULL
+             FOR UPDATE",
         )
         .bind(id)
         .bind(digest.to_string())
@@ -595,25 +603,21 @@ impl PostgresBackend {
         if found.is_none() {
             return Err(MetaError::NotFound);
         }
+        let now = now_ms();
         let mut tags: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name",
+            "WITH gone AS (DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name)
+             INSERT INTO deleted_tags (repo_id, name, digest, deleted_at)
+             SELECT $1, name, $2, $3 FROM gone RETURNING name",
         )
         .bind(id)
         .bind(digest.to_string())
+        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let children: Vec<String> = sqlx::query_scalar(
-            "SELECT child FROM manifest_refs
-             WHERE repo_id = $1 AND manifest = $2 AND kind = 'blob'",
-        )
-        .bind(id)
-        .bind(digest.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        queue_deref(&mut tx, &children, now_ms()).await?;
-        sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+        sqlx::query("UPDATE manifests SET deleted_at = $3 WHERE repo_id = $1 AND digest = $2")
             .bind(id)
             .bind(digest.to_string())
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -622,6 +626,140 @@ impl PostgresBackend {
         Ok(DeletedManifest {
             tags_removed: tags.iter().map(|t| parse(t)).collect::<Result<_>>()?,
         })
+    }
+
+    async fn restore_once(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        let mut tx = self.pool.begin().await?;
+        let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
+        let revived = sqlx::query(
+            "UPDATE manifests SET deleted_at = NULL
+             WHERE repo_id = $1 AND digest = $2 AND deleted_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if revived.rows_affected() == 0 {
+            return Err(MetaError::NotFound);
+        }
+        // The tags deleted with it (its newest deletion), where the name is still free.
+        let mut names: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO tags (repo_id, name, digest, updated_at)
+             SELECT d.repo_id, d.name, d.digest, $3 FROM deleted_tags d
+             WHERE d.repo_id = $1 AND d.digest = $2 AND d.deleted_at =
+               (SELECT max(deleted_at) FROM deleted_tags WHERE repo_id = $1 AND digest = $2)
+             ON CONFLICT (repo_id, name) DO NOTHING RETURNING name",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .bind(now_ms())
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM deleted_tags WHERE repo_id = $1 AND name = ANY($2)")
+            .bind(id)
+            .bind(&names)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        names.sort_unstable();
+        names.iter().map(|n| parse(n)).collect()
+    }
+
+    async fn restore_tag_once(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
+        let mut tx = self.pool.begin().await?;
+        let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
+                .bind(id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(c) = current {
+            return Err(MetaError::Conflict(format!(
+                "tag {tag} exists (it points at {c})"
+            )));
+        }
+        let digest: String = sqlx::query_scalar(
+            "SELECT d.digest FROM deleted_tags d
+             JOIN manifests m ON m.repo_id = d.repo_id AND m.digest = d.digest
+             WHERE d.repo_id = $1 AND d.name = $2 ORDER BY d.deleted_at DESC LIMIT 1
+             FOR UPDATE OF m",
+        )
+        .bind(id)
+        .bind(tag.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(MetaError::NotFound)?;
+        let inserted = sqlx::query(
+            "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (repo_id, name) DO NOTHING",
+        )
+        .bind(id)
+        .bind(tag.as_str())
+        .bind(&digest)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(MetaError::Conflict(format!("tag {tag} exists")));
+        }
+        sqlx::query("UPDATE manifests SET deleted_at = NULL WHERE repo_id = $1 AND digest = $2")
+            .bind(id)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM deleted_tags WHERE repo_id = $1 AND name = $2")
+            .bind(id)
+            .bind(tag.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        parse(&digest)
+    }
+
+    async fn purge_once(&self, before_ms: i64, limit: u32) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let doomed: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT repo_id, digest FROM manifests
+             WHERE deleted_at IS NOT NULL AND deleted_at < $1
+             ORDER BY repo_id, digest LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut children = Vec::new();
+        for (id, digest) in &doomed {
+            let c: Vec<String> = sqlx::query_scalar(
+                "SELECT child FROM manifest_refs
+                 WHERE repo_id = $1 AND manifest = $2 AND kind = 'blob'",
+            )
+            .bind(id)
+            .bind(digest)
+            .fetch_all(&mut *tx)
+            .await?;
+            children.extend(c);
+        }
+        queue_deref(&mut tx, &children, now_ms()).await?;
+        for (id, digest) in &doomed {
+            // No tag points at a deleted manifest (deleting moves them aside); be sure.
+            sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2")
+                .bind(id)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+                .bind(id)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM deleted_tags WHERE deleted_at < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(doomed.len() as u64)
     }
 }
 
@@ -639,7 +777,8 @@ impl Manifests for PostgresBackend {
     async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>> {
         let row = sqlx::query(
             "SELECT m.media_type, m.content, m.subject FROM manifests m
-             JOIN repositories r ON r.id = m.repo_id WHERE r.name = $1 AND m.digest = $2",
+             JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = $1 AND m.digest = $2 AND m.deleted_at IS NULL",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -661,7 +800,7 @@ impl Manifests for PostgresBackend {
             "SELECT m.digest, m.media_type, m.content, m.subject FROM tags t
              JOIN repositories r ON r.id = t.repo_id
              JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
-             WHERE r.name = $1 AND t.name = $2",
+             WHERE r.name = $1 AND t.name = $2 AND m.deleted_at IS NULL",
         )
         .bind(repo.as_str())
         .bind(tag.as_str())
@@ -682,10 +821,136 @@ impl Manifests for PostgresBackend {
         retry("delete manifest", || self.delete_once(repo, digest)).await
     }
 
+    async fn inventory(&self, repo: &RepoName) -> Result<Vec<ManifestInfo>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.created_at, m.last_pulled_at, m.subject,
+               ARRAY(SELECT t.name::text FROM tags t
+                 WHERE t.repo_id = m.repo_id AND t.digest = m.digest ORDER BY t.name),
+               ARRAY(SELECT r.child FROM manifest_refs r
+                 WHERE r.repo_id = m.repo_id AND r.manifest = m.digest AND r.kind = 'manifest')
+             FROM manifests m JOIN repositories rp ON rp.id = m.repo_id
+             WHERE rp.name = $1 AND m.deleted_at IS NULL
+             ORDER BY m.created_at, m.digest COLLATE \"C\"",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let tags: Vec<String> = r.get(4);
+                let children: Vec<String> = r.get(5);
+                Ok(ManifestInfo {
+                    digest: parse(r.get::<&str, _>(0))?,
+                    created_at_ms: r.get(1),
+                    last_pulled_at_ms: r.get(2),
+                    subject: parse_opt(r.get(3))?,
+                    tags: tags.iter().map(|t| parse(t)).collect::<Result<_>>()?,
+                    children: children.iter().map(|c| parse(c)).collect::<Result<_>>()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_pulls(&self, pulls: &[(RepoName, Digest, i64)]) -> Result<()> {
+        if pulls.is_empty() {
+            return Ok(());
+        }
+        let repos: Vec<&str> = pulls.iter().map(|p| p.0.as_str()).collect();
+        let digests: Vec<String> = pulls.iter().map(|p| p.1.to_string()).collect();
+        let times: Vec<i64> = pulls.iter().map(|p| p.2).collect();
+        sqlx::query(
+            "UPDATE manifests m SET last_pulled_at = GREATEST(coalesce(m.last_pulled_at, 0), v.at)
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(repo, digest, at)
+             JOIN repositories r ON r.name = v.repo
+             WHERE m.repo_id = r.id AND m.digest = v.digest",
+        )
+        .bind(&repos)
+        .bind(&digests)
+        .bind(&times)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn exclusive_bytes(&self, manifests: &[(RepoName, Digest)]) -> Result<u64> {
+        let repos: Vec<&str> = manifests.iter().map(|p| p.0.as_str()).collect();
+        let digests: Vec<String> = manifests.iter().map(|p| p.1.to_string()).collect();
+        // Blobs referenced by the doomed manifests and by no manifest outside them.
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "WITH doomed AS (
+               SELECT r.id AS repo_id, v.digest FROM unnest($1::text[], $2::text[]) AS v(repo, digest)
+               JOIN repositories r ON r.name = v.repo),
+             blobs_of AS (
+               SELECT DISTINCT mr.child FROM manifest_refs mr
+               JOIN doomed d ON d.repo_id = mr.repo_id AND d.digest = mr.manifest
+               WHERE mr.kind = 'blob')
+             SELECT sum(b.size)::bigint FROM blobs_of x JOIN blobs b ON b.digest = x.child
+             WHERE NOT EXISTS (
+               SELECT 1 FROM manifest_refs o WHERE o.child = x.child AND o.kind = 'blob'
+               AND NOT EXISTS (SELECT 1 FROM doomed d
+                               WHERE d.repo_id = o.repo_id AND d.digest = o.manifest))",
+        )
+        .bind(&repos)
+        .bind(&digests)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(bytes.unwrap_or(0) as u64)
+    }
+
+    async fn restore(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        retry("restore manifest", || self.restore_once(repo, digest)).await
+    }
+
+    async fn restore_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
+        retry("restore tag", || self.restore_tag_once(repo, tag)).await
+    }
+
+    async fn deleted(&self, repo: &RepoName) -> Result<Vec<Deleted>> {
+        let rows = sqlx::query(
+            "SELECT NULL::text, m.digest, m.deleted_at FROM manifests m
+             JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = $1 AND m.deleted_at IS NOT NULL
+             UNION ALL
+             SELECT d.name, d.digest, d.deleted_at FROM deleted_tags d
+             JOIN repositories r ON r.id = d.repo_id
+             JOIN manifests m ON m.repo_id = d.repo_id AND m.digest = d.digest
+             WHERE r.name = $1
+             ORDER BY 3 DESC, 1 NULLS FIRST, 2",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let name: Option<String> = r.get(0);
+                let digest = parse(r.get::<&str, _>(1))?;
+                let deleted_at_ms: i64 = r.get(2);
+                Ok(match name {
+                    None => Deleted::Manifest {
+                        digest,
+                        deleted_at_ms,
+                    },
+                    Some(n) => Deleted::Tag {
+                        tag: parse(&n)?,
+                        digest,
+                        deleted_at_ms,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_deleted(&self, before_ms: i64, limit: u32) -> Result<u64> {
+        retry("purge deleted manifests", || {
+            self.purge_once(before_ms, limit)
+        })
+        .await
+    }
+
     async fn list(&self, repo: &RepoName) -> Result<Vec<Digest>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
-             WHERE r.name = $1 ORDER BY m.created_at, m.digest",
+             WHERE r.name = $1 AND m.deleted_at IS NULL ORDER BY m.created_at, m.digest",
         )
         .bind(repo.as_str())
         .fetch_all(&self.pool)
@@ -703,6 +968,7 @@ impl Manifests for PostgresBackend {
             "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations FROM manifests m
              JOIN repositories r ON r.id = m.repo_id
              WHERE r.name = $1 AND m.subject = $2 AND ($3::text IS NULL OR m.artifact_type = $3)
+               AND m.deleted_at IS NULL
              ORDER BY m.created_at, m.digest COLLATE \"C\"",
         )
         .bind(repo.as_str())
@@ -764,12 +1030,18 @@ impl Tags for PostgresBackend {
     }
 
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
+        // Moved aside, restorable within the undelete window.
         let done = sqlx::query(
-            "DELETE FROM tags WHERE name = $1
-             AND repo_id = (SELECT id FROM repositories WHERE name = $2)",
+            "WITH gone AS (
+               DELETE FROM tags WHERE name = $1
+               AND repo_id = (SELECT id FROM repositories WHERE name = $2)
+               RETURNING repo_id, name, digest)
+             INSERT INTO deleted_tags (repo_id, name, digest, deleted_at)
+             SELECT repo_id, name, digest, $3 FROM gone",
         )
         .bind(tag.as_str())
         .bind(repo.as_str())
+        .bind(now_ms())
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

@@ -17,8 +17,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    now_ms, Blobs, DeletedManifest, LinkedBlob, ManifestRecord, Manifests, MetaError, NewManifest,
-    Referrer, Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
+    now_ms, Blobs, Deleted, DeletedManifest, LinkedBlob, ManifestInfo, ManifestRecord, Manifests,
+    MetaError, NewManifest, Referrer, Repos, Result, TagWrite, Tags, UploadRecord, Uploads,
 };
 
 pub(crate) struct SqliteBackend {
@@ -32,6 +32,17 @@ where
 {
     s.parse::<T>()
         .map_err(|e| MetaError::Corrupt(format!("{s:?}: {e}")))
+}
+
+/// A newline-separated list from `group_concat`, or none.
+fn split_list<T: FromStr>(s: Option<String>) -> Result<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match s.as_deref() {
+        None | Some("") => Ok(Vec::new()),
+        Some(j) => j.split('\n').map(parse).collect(),
+    }
 }
 
 fn parse_opt<T: FromStr>(s: Option<String>) -> Result<Option<T>>
@@ -119,6 +130,54 @@ async fn deleting(tx: &mut Transaction<'_, Sqlite>, digest: &Digest) -> Result<O
             .fetch_optional(&mut **tx)
             .await?;
     Ok(row.map(|d| d.is_some()))
+}
+
+/// Moves a tag to `deleted_tags`. False if there was no such tag.
+async fn trash_tag(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    name: &str,
+    now: i64,
+) -> Result<bool> {
+    let digest: Option<String> =
+        sqlx::query_scalar("DELETE FROM tags WHERE repo_id = ? AND name = ? RETURNING digest")
+            .bind(repo_id)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(digest) = digest else {
+        return Ok(false);
+    };
+    sqlx::query("INSERT INTO deleted_tags (repo_id, name, digest, deleted_at) VALUES (?, ?, ?, ?)")
+        .bind(repo_id)
+        .bind(name)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
+
+/// Points a tag at `digest` again and forgets its deletions.
+async fn untrash_tag(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    name: &str,
+    digest: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)")
+        .bind(repo_id)
+        .bind(name)
+        .bind(digest)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM deleted_tags WHERE repo_id = ? AND name = ?")
+        .bind(repo_id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn repo_id(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<Option<i64>> {
@@ -386,12 +445,13 @@ impl Manifests for SqliteBackend {
             }
         }
         for child in &m.manifests {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?")
-                    .bind(id)
-                    .bind(child.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ? AND deleted_at IS NULL",
+            )
+            .bind(id)
+            .bind(child.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
             if found.is_none() {
                 return Err(MetaError::MissingReference(child.clone()));
             }
@@ -400,7 +460,8 @@ impl Manifests for SqliteBackend {
         sqlx::query(
             "INSERT INTO manifests
                (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (repo_id, digest) DO UPDATE SET deleted_at = NULL",
         )
         .bind(id)
         .bind(&digest)
@@ -458,7 +519,8 @@ impl Manifests for SqliteBackend {
     async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>> {
         let row = sqlx::query(
             "SELECT m.media_type, m.content, m.subject FROM manifests m
-             JOIN repositories r ON r.id = m.repo_id WHERE r.name = ? AND m.digest = ?",
+             JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = ? AND m.digest = ? AND m.deleted_at IS NULL",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -480,7 +542,7 @@ impl Manifests for SqliteBackend {
             "SELECT m.digest, m.media_type, m.content, m.subject FROM tags t
              JOIN repositories r ON r.id = t.repo_id
              JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
-             WHERE r.name = ? AND t.name = ?",
+             WHERE r.name = ? AND t.name = ? AND m.deleted_at IS NULL",
         )
         .bind(repo.as_str())
         .bind(tag.as_str())
@@ -500,6 +562,19 @@ impl Manifests for SqliteBackend {
     async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest> {
         let mut tx = self.begin().await?;
         let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE manifests SET deleted_at = ?
+             WHERE repo_id = ? AND digest = ? AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(digest.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::NotFound);
+        }
         let tags: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM tags WHERE repo_id = ? AND digest = ? ORDER BY name",
         )
@@ -507,29 +582,8 @@ impl Manifests for SqliteBackend {
         .bind(digest.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM tags WHERE repo_id = ? AND digest = ?")
-            .bind(id)
-            .bind(digest.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let children: Vec<String> = sqlx::query_scalar(
-            "SELECT child FROM manifest_refs WHERE repo_id = ? AND manifest = ? AND kind = 'blob'",
-        )
-        .bind(id)
-        .bind(digest.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        let now = now_ms();
-        for child in &children {
-            queue_deref(&mut tx, child, now).await?;
-        }
-        let done = sqlx::query("DELETE FROM manifests WHERE repo_id = ? AND digest = ?")
-            .bind(id)
-            .bind(digest.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(MetaError::NotFound);
+        for t in &tags {
+            trash_tag(&mut tx, id, t, now).await?;
         }
         tx.commit().await?;
         Ok(DeletedManifest {
@@ -537,10 +591,251 @@ impl Manifests for SqliteBackend {
         })
     }
 
+    async fn inventory(&self, repo: &RepoName) -> Result<Vec<ManifestInfo>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.created_at, m.last_pulled_at, m.subject,
+               (SELECT group_concat(t.name, char(10)) FROM tags t
+                 WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
+               (SELECT group_concat(r.child, char(10)) FROM manifest_refs r
+                 WHERE r.repo_id = m.repo_id AND r.manifest = m.digest AND r.kind = 'manifest')
+             FROM manifests m JOIN repositories rp ON rp.id = m.repo_id
+             WHERE rp.name = ? AND m.deleted_at IS NULL
+             ORDER BY m.created_at, m.digest",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ManifestInfo {
+                    digest: parse(r.get::<&str, _>(0))?,
+                    created_at_ms: r.get(1),
+                    last_pulled_at_ms: r.get(2),
+                    subject: parse_opt(r.get(3))?,
+                    tags: split_list(r.get(4))?,
+                    children: split_list(r.get(5))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_pulls(&self, pulls: &[(RepoName, Digest, i64)]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for (repo, digest, at) in pulls {
+            sqlx::query(
+                "UPDATE manifests SET last_pulled_at = max(coalesce(last_pulled_at, 0), ?)
+                 WHERE digest = ? AND repo_id = (SELECT id FROM repositories WHERE name = ?)",
+            )
+            .bind(at)
+            .bind(digest.to_string())
+            .bind(repo.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn exclusive_bytes(&self, manifests: &[(RepoName, Digest)]) -> Result<u64> {
+        let mut doomed = std::collections::HashSet::new();
+        let mut blobs = std::collections::BTreeSet::new();
+        for (repo, digest) in manifests {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+                .bind(repo.as_str())
+                .fetch_optional(&self.reader)
+                .await?;
+            let Some(id) = id else { continue };
+            doomed.insert((id, digest.to_string()));
+            let children: Vec<String> = sqlx::query_scalar(
+                "SELECT child FROM manifest_refs WHERE repo_id = ? AND manifest = ? AND kind = 'blob'",
+            )
+            .bind(id)
+            .bind(digest.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+            blobs.extend(children);
+        }
+        let mut bytes = 0u64;
+        for blob in blobs {
+            let refs: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT repo_id, manifest FROM manifest_refs WHERE child = ? AND kind = 'blob'",
+            )
+            .bind(&blob)
+            .fetch_all(&self.reader)
+            .await?;
+            if refs.iter().all(|r| doomed.contains(r)) {
+                let size: Option<i64> =
+                    sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+                        .bind(&blob)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                bytes += size.unwrap_or(0) as u64;
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn restore(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        let mut tx = self.begin().await?;
+        let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
+        let revived = sqlx::query(
+            "UPDATE manifests SET deleted_at = NULL
+             WHERE repo_id = ? AND digest = ? AND deleted_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if revived.rows_affected() == 0 {
+            return Err(MetaError::NotFound);
+        }
+        let deleted_at: Option<i64> = sqlx::query_scalar(
+            "SELECT max(deleted_at) FROM deleted_tags WHERE repo_id = ? AND digest = ?",
+        )
+        .bind(id)
+        .bind(digest.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        // The tags deleted with it (the newest deletion of them), where the name is still free.
+        let mut restored = Vec::new();
+        if let Some(at) = deleted_at {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT d.name FROM deleted_tags d
+                 WHERE d.repo_id = ? AND d.digest = ? AND d.deleted_at = ?
+                   AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = d.repo_id AND t.name = d.name)
+                 ORDER BY d.name",
+            )
+            .bind(id)
+            .bind(digest.to_string())
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await?;
+            for name in names {
+                untrash_tag(&mut tx, id, &name, &digest.to_string()).await?;
+                restored.push(parse(&name)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(restored)
+    }
+
+    async fn restore_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
+        let mut tx = self.begin().await?;
+        let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = ? AND name = ?")
+                .bind(id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(c) = current {
+            return Err(MetaError::Conflict(format!(
+                "tag {tag} exists (it points at {c})"
+            )));
+        }
+        let digest: String = sqlx::query_scalar(
+            "SELECT d.digest FROM deleted_tags d
+             JOIN manifests m ON m.repo_id = d.repo_id AND m.digest = d.digest
+             WHERE d.repo_id = ? AND d.name = ? ORDER BY d.deleted_at DESC LIMIT 1",
+        )
+        .bind(id)
+        .bind(tag.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(MetaError::NotFound)?;
+        sqlx::query("UPDATE manifests SET deleted_at = NULL WHERE repo_id = ? AND digest = ?")
+            .bind(id)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await?;
+        untrash_tag(&mut tx, id, tag.as_str(), &digest).await?;
+        tx.commit().await?;
+        parse(&digest)
+    }
+
+    async fn deleted(&self, repo: &RepoName) -> Result<Vec<Deleted>> {
+        let rows = sqlx::query(
+            "SELECT NULL, m.digest, m.deleted_at FROM manifests m
+             JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = ? AND m.deleted_at IS NOT NULL
+             UNION ALL
+             SELECT d.name, d.digest, d.deleted_at FROM deleted_tags d
+             JOIN repositories r ON r.id = d.repo_id
+             JOIN manifests m ON m.repo_id = d.repo_id AND m.digest = d.digest
+             WHERE r.name = ?
+             ORDER BY 3 DESC, 1, 2",
+        )
+        .bind(repo.as_str())
+        .bind(repo.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let name: Option<String> = r.get(0);
+                let digest = parse(r.get::<&str, _>(1))?;
+                let deleted_at_ms: i64 = r.get(2);
+                Ok(match name {
+                    None => Deleted::Manifest {
+                        digest,
+                        deleted_at_ms,
+                    },
+                    Some(n) => Deleted::Tag {
+                        tag: parse(&n)?,
+                        digest,
+                        deleted_at_ms,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_deleted(&self, before_ms: i64, limit: u32) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let doomed = sqlx::query(
+            "SELECT repo_id, digest FROM manifests WHERE deleted_at IS NOT NULL AND deleted_at < ?
+             LIMIT ?",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_ms();
+        for row in &doomed {
+            let (id, digest): (i64, String) = (row.get(0), row.get(1));
+            let children: Vec<String> = sqlx::query_scalar(
+                "SELECT child FROM manifest_refs WHERE repo_id = ? AND manifest = ? AND kind = 'blob'",
+            )
+            .bind(id)
+            .bind(&digest)
+            .fetch_all(&mut *tx)
+            .await?;
+            for child in &children {
+                queue_deref(&mut tx, child, now).await?;
+            }
+            // No tag points at a deleted manifest (deleting moves them to deleted_tags); be sure.
+            sqlx::query("DELETE FROM tags WHERE repo_id = ? AND digest = ?")
+                .bind(id)
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM manifests WHERE repo_id = ? AND digest = ?")
+                .bind(id)
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM deleted_tags WHERE deleted_at < ?")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(doomed.len() as u64)
+    }
+
     async fn list(&self, repo: &RepoName) -> Result<Vec<Digest>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
-             WHERE r.name = ? ORDER BY m.created_at, m.digest",
+             WHERE r.name = ? AND m.deleted_at IS NULL ORDER BY m.created_at, m.digest",
         )
         .bind(repo.as_str())
         .fetch_all(&self.reader)
@@ -558,6 +853,7 @@ impl Manifests for SqliteBackend {
             "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations FROM manifests m
              JOIN repositories r ON r.id = m.repo_id
              WHERE r.name = ? AND m.subject = ? AND (? IS NULL OR m.artifact_type = ?)
+               AND m.deleted_at IS NULL
              ORDER BY m.created_at, m.digest",
         )
         .bind(repo.as_str())
@@ -626,16 +922,12 @@ impl Tags for SqliteBackend {
     }
 
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
-        let done = sqlx::query(
-            "DELETE FROM tags WHERE name = ? AND repo_id = (SELECT id FROM repositories WHERE name = ?)",
-        )
-        .bind(tag.as_str())
-        .bind(repo.as_str())
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
+        let mut tx = self.begin().await?;
+        let id = repo_id(&mut tx, repo).await?.ok_or(MetaError::NotFound)?;
+        if !trash_tag(&mut tx, id, tag.as_str(), now_ms()).await? {
             return Err(MetaError::NotFound);
         }
+        tx.commit().await?;
         Ok(())
     }
 }

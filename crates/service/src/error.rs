@@ -45,6 +45,12 @@ pub enum Error {
     TooLarge(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The request contradicts the current state (e.g. restoring a tag that exists).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Existed once but can no longer be had (e.g. a deletion past its undelete window).
+    #[error("{0}")]
+    Gone(String),
     /// Try again shortly (e.g. garbage collection is deleting the blob being published).
     #[error("busy: {0}")]
     Busy(String),

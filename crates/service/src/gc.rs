@@ -19,9 +19,20 @@ const STALLED_AFTER: Duration = Duration::from_secs(15 * 60);
 /// How long an upload waits for a sweep that is deleting the very blob it is publishing.
 const PIN_PATIENCE: Duration = Duration::from_secs(10);
 
+/// How collection treats time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcPolicy {
+    /// How long a marked blob must stay unused before its bytes are deleted.
+    pub grace: Duration,
+    /// How long deleted manifests and tags stay restorable (and keep their blobs).
+    pub undelete_window: Duration,
+}
+
 /// What one collection did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcReport {
+    /// Deleted manifests whose undelete window ended: forgotten, their blobs queued.
+    pub purged: u64,
     pub mark: MarkReport,
     /// Blobs whose bytes were deleted.
     pub swept: u64,
@@ -39,11 +50,25 @@ fn millis(t: SystemTime) -> i64 {
 }
 
 impl Registry {
-    /// One collection: finish stalled deletions, mark newly unreferenced blobs, sweep those
-    /// marked at least `grace` ago that are still unused.
-    pub async fn gc_run(&self, grace: Duration) -> Result<GcReport> {
+    /// One collection: purge deletions older than the undelete window, finish stalled
+    /// deletions, mark newly unreferenced blobs, sweep those marked at least a grace period ago
+    /// that are still unused.
+    pub async fn gc_run(&self, policy: &GcPolicy) -> Result<GcReport> {
         let mut report = GcReport::default();
-        let grace_ms = grace.as_millis() as i64;
+        let grace_ms = policy.grace.as_millis() as i64;
+
+        let purge_before = millis(SystemTime::now()) - policy.undelete_window.as_millis() as i64;
+        loop {
+            let n = self
+                .meta
+                .manifests()
+                .purge_deleted(purge_before, BATCH)
+                .await?;
+            report.purged += n;
+            if n < u64::from(BATCH) {
+                break;
+            }
+        }
 
         let now = SystemTime::now();
         for digest in self
@@ -95,11 +120,12 @@ impl Registry {
                 break;
             }
         }
-        if report.swept > 0 || report.resumed > 0 {
+        if report.swept > 0 || report.resumed > 0 || report.purged > 0 {
             info!(
                 swept = report.swept,
                 swept_bytes = report.swept_bytes,
                 spared = report.spared,
+                purged_manifests = report.purged,
                 marked = report.mark.marked,
                 "garbage collection reclaimed blobs"
             );

@@ -15,21 +15,25 @@ mod hashing;
 mod listing;
 mod manifests;
 mod migration;
+mod retention;
 mod rules;
+mod trash;
 mod uploads;
 
 use std::sync::Arc;
 
 pub use blobs::BlobBody;
 pub use bonded_meta::MetaStore;
-pub use bonded_meta::{GcPlan, MarkReport};
+pub use bonded_meta::{Deleted, GcPlan, MarkReport};
 pub use bonded_storage::{BlobStore, ByteStream, S3Options};
 pub use error::{Error, Invalid, Missing, Result};
-pub use gc::GcReport;
+pub use gc::{GcPolicy, GcReport};
 pub use listing::Page;
 pub use manifests::{ManifestBody, PutManifest};
 pub use migration::{BlobImport, RepoInventory};
+pub use retention::{PlannedDeletion, Retention, RetentionPlan, RetentionRule};
 pub use rules::{ImmutableTagRule, Rules, RulesError};
+pub use trash::Restored;
 pub use uploads::{MountOutcome, UploadState};
 
 /// Limits the service enforces.
@@ -62,7 +66,11 @@ pub struct Registry {
     rules: Arc<Rules>,
     limits: Limits,
     uploads: uploads::Tracker,
+    /// Manifest pulls not yet written to the metadata store (for retention's "pulled within").
+    pulls: Arc<std::sync::Mutex<PullLog>>,
 }
+
+type PullLog = std::collections::HashMap<(bonded_types::RepoName, bonded_types::Digest), i64>;
 
 impl Registry {
     pub fn new(blobs: BlobStore, meta: MetaStore, rules: Rules, limits: Limits) -> Registry {
@@ -72,11 +80,38 @@ impl Registry {
             rules: Arc::new(rules),
             limits,
             uploads: uploads::Tracker::default(),
+            pulls: Arc::default(),
         }
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Notes a manifest pull; written out by [`Registry::flush_pulls`].
+    pub(crate) fn note_pull(&self, repo: &bonded_types::RepoName, digest: &bonded_types::Digest) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut log = self.pulls.lock().expect("pull log lock poisoned");
+        log.insert((repo.clone(), digest.clone()), now);
+    }
+
+    /// Writes the pulls noted since the last flush (one transaction). The server calls it
+    /// every minute, and retention before planning.
+    pub async fn flush_pulls(&self) -> Result<()> {
+        let pulls: Vec<_> = {
+            let mut log = self.pulls.lock().expect("pull log lock poisoned");
+            std::mem::take(&mut *log)
+                .into_iter()
+                .map(|((r, d), t)| (r, d, t))
+                .collect()
+        };
+        if !pulls.is_empty() {
+            self.meta.manifests().record_pulls(&pulls).await?;
+        }
+        Ok(())
     }
 
     /// Checks that both stores answer (for readiness probes).

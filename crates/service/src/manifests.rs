@@ -228,11 +228,14 @@ impl Registry {
             Reference::Tag(t) => self.meta.manifests().get_tagged(repo, t).await?,
         };
         match found {
-            Some(m) => Ok(ManifestBody {
-                digest: m.digest,
-                media_type: m.media_type,
-                content: Bytes::from(m.content),
-            }),
+            Some(m) => {
+                self.note_pull(repo, &m.digest);
+                Ok(ManifestBody {
+                    digest: m.digest,
+                    media_type: m.media_type,
+                    content: Bytes::from(m.content),
+                })
+            }
             None => Err(self.manifest_missing(repo).await),
         }
     }

@@ -23,7 +23,7 @@ pub struct Rules {
     immutable: Vec<(GlobMatcher, GlobMatcher)>,
 }
 
-fn glob(pattern: &str) -> Result<GlobMatcher, RulesError> {
+pub(crate) fn glob(pattern: &str) -> Result<GlobMatcher, RulesError> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()

@@ -17,6 +17,8 @@ pub struct Server {
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub data_dir: PathBuf,
+    /// The backend configuration it was started with, for admin commands on the same stores.
+    backend: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -61,7 +63,7 @@ impl Server {
     fn spawn(data_dir: &Path, shared: &Path, s3pg: bool, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin());
         let backend = if s3pg { backend_env(shared) } else { vec![] };
-        for (k, v) in backend {
+        for (k, v) in &backend {
             cmd.env(k, v);
         }
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -95,8 +97,28 @@ impl Server {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
+            backend,
             _tmp: None,
         }
+    }
+
+    /// Runs a server-side admin command (`bonded <args> --data-dir <dir>`) on this server's
+    /// stores, with extra environment; returns (success, stdout, stderr).
+    pub fn admin(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        for (k, v) in &self.backend {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.env("RUST_LOG", "warn").output().expect("run bonded");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn url(&self, path: &str) -> String {

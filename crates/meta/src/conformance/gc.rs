@@ -127,8 +127,23 @@ async fn gc_suite(meta: MetaStore) {
     meta.blobs().record_and_link(&a, &orphan, 20).await.unwrap();
     meta.uploads().delete(&upload(1)).await.unwrap();
 
-    // Deleting the manifest queues what it referenced.
+    // A deleted manifest still holds its blobs while it can be restored...
     meta.manifests().delete(&a, &d('a')).await.unwrap();
+    meta.gc().mark(later(), GRACE, 1000).await.unwrap();
+    assert!(!meta
+        .gc()
+        .marked(later(), 100)
+        .await
+        .unwrap()
+        .contains(&kept));
+    // ...and purging it queues what it referenced.
+    assert_eq!(
+        meta.manifests()
+            .purge_deleted(crate::now_ms() + 1, 100)
+            .await
+            .unwrap(),
+        1
+    );
     let swept = collect(&meta, later()).await;
     assert_eq!(swept, {
         let mut v = vec![kept.clone(), orphan.clone()];

@@ -2,7 +2,7 @@
 
 -- Set when a sweep has committed to deleting the blob's bytes; the row goes once they are gone.
 -- A blob in this state is invisible: it has no links, cannot be linked, mounted or pinned.
-ALTER TABLE blobs ADD COLUMN deleting_at INTEGER;
+ALTER TABLE blobs ADD COLUMN deleting_at BIGINT;
 
 -- Blobs that may have become unreferenced, and when to look at them. Every event that can leave
 -- a blob unreferenced (a new link, an unlink, a manifest purged) queues it, so collection looks at
@@ -12,9 +12,9 @@ ALTER TABLE blobs ADD COLUMN deleting_at INTEGER;
 -- entry for the next look instead of dropping it.
 CREATE TABLE gc_queue (
     digest    TEXT PRIMARY KEY,
-    due_at    INTEGER NOT NULL,
-    marked_at INTEGER,
-    gen       INTEGER NOT NULL DEFAULT 0
+    due_at    BIGINT NOT NULL,
+    marked_at BIGINT,
+    gen       BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX gc_queue_due ON gc_queue(due_at) WHERE marked_at IS NULL;
 CREATE INDEX gc_queue_marked ON gc_queue(marked_at) WHERE marked_at IS NOT NULL;
@@ -25,10 +25,28 @@ CREATE INDEX gc_queue_marked ON gc_queue(marked_at) WHERE marked_at IS NOT NULL;
 CREATE TABLE blob_pins (
     digest    TEXT NOT NULL,
     upload_id TEXT NOT NULL,
-    pinned_at INTEGER NOT NULL,
+    pinned_at BIGINT NOT NULL,
     PRIMARY KEY (digest, upload_id)
 );
 CREATE INDEX blob_pins_upload ON blob_pins(upload_id);
 
 -- Blobs that predate collection: look at each of them once.
 INSERT INTO gc_queue (digest, due_at) SELECT digest, 0 FROM blobs;
+
+-- Undelete: a deleted manifest keeps its row (and its references, so collection keeps its blobs)
+-- with deleted_at set until the undelete window passes; then it is purged. Reads ignore such rows.
+ALTER TABLE manifests ADD COLUMN deleted_at BIGINT;
+CREATE INDEX manifests_deleted ON manifests(deleted_at) WHERE deleted_at IS NOT NULL;
+
+-- Tags removed by a tag or manifest deletion, restorable within the undelete window.
+CREATE TABLE deleted_tags (
+    repo_id    BIGINT NOT NULL REFERENCES repositories(id),
+    name       TEXT COLLATE "C" NOT NULL,
+    digest     TEXT NOT NULL,
+    deleted_at BIGINT NOT NULL
+);
+CREATE INDEX deleted_tags_name ON deleted_tags(repo_id, name, deleted_at);
+CREATE INDEX deleted_tags_age ON deleted_tags(deleted_at);
+
+-- Retention: when a manifest was last pulled (flushed in batches, so approximate to a minute).
+ALTER TABLE manifests ADD COLUMN last_pulled_at BIGINT;
