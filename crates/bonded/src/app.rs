@@ -95,6 +95,7 @@ impl App {
             self.spawn_collector();
         }
         self.spawn_pull_flusher();
+        self.spawn_storage_accounting();
         self.spawn_retention()?;
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
@@ -144,6 +145,64 @@ impl App {
                 tick.tick().await;
                 if let Err(e) = registry.flush_pulls().await {
                     warn!(error = %e, "recording pull times failed; will retry");
+                }
+            }
+        });
+    }
+
+    /// Recomputes storage accounting (M7) every `metrics.storage_interval_secs`.
+    fn spawn_storage_accounting(&self) {
+        let every = self.config.metrics.storage_interval_secs;
+        if every == 0 {
+            return;
+        }
+        let registry = self.registry.clone();
+        let metrics = self.metrics.clone();
+        let grace = self.config.gc_policy().grace;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            let windows = [
+                (Duration::from_secs(7 * 86400), "7d"),
+                (Duration::from_secs(30 * 86400), "30d"),
+            ];
+            loop {
+                tick.tick().await;
+                let spans: Vec<Duration> = windows.iter().map(|w| w.0).collect();
+                let report = match registry.storage_report(&spans, grace).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(error = %e, "storage accounting failed; will retry");
+                        continue;
+                    }
+                };
+                let s = &metrics.storage;
+                s.stored_bytes.set(report.stored_bytes as i64);
+                s.stored_blobs.set(report.stored_blobs as i64);
+                for n in &report.namespaces {
+                    let ns = bonded_http::metrics::NamespaceLabels {
+                        namespace: n.namespace.clone(),
+                    };
+                    s.logical_bytes
+                        .get_or_create(&ns)
+                        .set(n.logical_bytes as i64);
+                    s.physical_bytes
+                        .get_or_create(&ns)
+                        .set(n.physical_bytes as i64);
+                    s.artifacts.get_or_create(&ns).set(n.artifacts as i64);
+                    for (i, (_, window)) in windows.iter().enumerate() {
+                        for (kind, v) in [
+                            ("logical", n.logical_added[i]),
+                            ("physical", n.physical_added[i]),
+                        ] {
+                            s.added_bytes
+                                .get_or_create(&bonded_http::metrics::GrowthLabels {
+                                    namespace: n.namespace.clone(),
+                                    kind,
+                                    window,
+                                })
+                                .set(v as i64);
+                        }
+                    }
                 }
             }
         });

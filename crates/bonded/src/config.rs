@@ -21,6 +21,7 @@ pub struct Config {
     pub uploads: Uploads,
     pub gc: Gc,
     pub retention: Retention,
+    pub metrics: Metrics,
     pub log: Log,
     /// Tags that can never be moved or deleted once pushed.
     pub immutable_tags: Vec<ImmutableTags>,
@@ -96,6 +97,13 @@ pub struct Gc {
     /// How long deleted manifests and tags stay restorable with `bonded restore` (their blobs
     /// are kept meanwhile). 0 forgets them at the next collection.
     pub undelete_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// How often storage accounting (`bonded_storage_*`, M7) is recomputed; 0 never.
+    pub storage_interval_secs: u64,
 }
 
 /// Retention policies (see README, "Retention").
@@ -180,6 +188,9 @@ impl Default for Config {
             retention: Retention {
                 interval_secs: 3600,
                 rules: vec![],
+            },
+            metrics: Metrics {
+                storage_interval_secs: 600,
             },
             log: Log {
                 format: "text".into(),

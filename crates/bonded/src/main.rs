@@ -101,8 +101,26 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Storage accounting.
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Logical and physical bytes, dedupe ratio and growth per namespace (week, month), and
+    /// what garbage collection would reclaim.
+    Report {
+        #[command(flatten)]
+        server: ServerFlags,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +217,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let loaded = flags.load()?;
             init_tracing(&loaded.config);
             admin::retention(&loaded.config, apply).await
+        }
+        Command::Storage {
+            command: StorageCommand::Report { server, json },
+        } => {
+            let loaded = server.load()?;
+            init_tracing(&loaded.config);
+            admin::storage_report(&loaded.config, json).await
         }
         Command::Client(cmd) => cli::run(cmd).await,
     }

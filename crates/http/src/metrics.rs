@@ -4,6 +4,7 @@
 //! M2 download latency (`bonded_download_duration_seconds` by kind, with bytes alongside),
 //! M9 retrieval error rate (`bonded_pull_total` by kind and outcome).
 //! Garbage collection: runs by outcome, blobs marked, swept (and bytes), spared.
+//! M7 storage growth: `bonded_storage_*_bytes` per namespace, and bytes added over 7d/30d.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +52,67 @@ pub struct Metrics {
     pub pull: Family<PullLabels, Counter>,
     pub download_duration: Family<KindLabels, Histogram>,
     pub gc: GcMetrics,
+    pub storage: StorageMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrowthLabels {
+    pub namespace: String,
+    /// `logical` or `physical`.
+    pub kind: &'static str,
+    /// `7d` or `30d`.
+    pub window: &'static str,
+}
+
+/// Storage accounting (M7), refreshed periodically by the server.
+#[derive(Default)]
+pub struct StorageMetrics {
+    pub logical_bytes: Family<NamespaceLabels, Gauge>,
+    pub physical_bytes: Family<NamespaceLabels, Gauge>,
+    pub artifacts: Family<NamespaceLabels, Gauge>,
+    pub added_bytes: Family<GrowthLabels, Gauge>,
+    pub stored_bytes: Gauge,
+    pub stored_blobs: Gauge,
+}
+
+impl StorageMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "storage_logical_bytes",
+            "Bytes the namespace's artifacts reference, counted per artifact (M7)",
+            self.logical_bytes.clone(),
+        );
+        registry.register(
+            "storage_physical_bytes",
+            "Distinct blob bytes the namespace's artifacts reference (M7)",
+            self.physical_bytes.clone(),
+        );
+        registry.register(
+            "storage_artifacts",
+            "Manifests in the namespace",
+            self.artifacts.clone(),
+        );
+        registry.register(
+            "storage_added_bytes",
+            "Bytes added in the namespace over a window, logical or physical (M7 storage growth)",
+            self.added_bytes.clone(),
+        );
+        registry.register(
+            "storage_stored_bytes",
+            "Bytes in the blob store (each blob once)",
+            self.stored_bytes.clone(),
+        );
+        registry.register(
+            "storage_stored_blobs",
+            "Blobs in the blob store",
+            self.stored_blobs.clone(),
+        );
+    }
 }
 
 /// Garbage collection, recorded by whoever runs it (the server's collector loop).
@@ -155,8 +217,11 @@ impl Default for Metrics {
         );
         let gc = GcMetrics::default();
         gc.register(&mut registry);
+        let storage = StorageMetrics::default();
+        storage.register(&mut registry);
         Metrics {
             gc,
+            storage,
             registry,
             requests,
             request_duration,

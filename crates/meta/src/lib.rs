@@ -4,7 +4,7 @@
 //! Owns: who points at what, decided inside transactions (a manifest and its tag land together or
 //! not at all; a manifest is accepted only if what it references exists). Callers hold the concrete
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
-//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`]). Called by the service layer; it never calls it back, and
+//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -15,6 +15,7 @@
 
 mod postgres;
 mod sqlite;
+mod usage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -188,6 +189,32 @@ pub struct GcPlan {
     pub pending_bytes: u64,
 }
 
+/// Storage used by one namespace (the first component of repository names). Blobs are
+/// attributed to every namespace whose manifests reference them; see docs/gc.md, "Accounting".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceUsage {
+    pub namespace: String,
+    /// Live manifests.
+    pub artifacts: u64,
+    /// Sum over live manifests of the blobs each references (what pulling everything moves).
+    pub logical_bytes: u64,
+    /// Distinct blobs the namespace's live manifests reference.
+    pub physical_bytes: u64,
+    /// Logical bytes of manifests pushed since each of the given instants.
+    pub logical_added: Vec<u64>,
+    /// Physical bytes of referenced blobs first stored since each of the given instants.
+    pub physical_added: Vec<u64>,
+}
+
+/// Storage accounting, computed from metadata (never by listing the blob store).
+#[async_trait]
+pub trait Usage: Send + Sync {
+    /// Every namespace's usage, with growth since each of `since_ms`.
+    async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>>;
+    /// Blobs in the store and their bytes (each once).
+    async fn stored(&self) -> Result<(u64, u64)>;
+}
+
 /// Online garbage collection of blobs; see docs/gc.md for why it never deletes a blob in use.
 #[async_trait]
 pub trait Gc: Send + Sync {
@@ -290,8 +317,8 @@ pub trait Tags: Send + Sync {
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
 }
 
-trait Backend: Repos + Blobs + Uploads + Manifests + Tags + Gc {}
-impl<T: Repos + Blobs + Uploads + Manifests + Tags + Gc> Backend for T {}
+trait Backend: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage {}
+impl<T: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage> Backend for T {}
 
 /// Handle to the configured metadata backend. Cheap to clone.
 #[derive(Clone)]
@@ -333,6 +360,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn gc(&self) -> &dyn Gc {
+        &*self.backend
+    }
+    pub fn usage(&self) -> &dyn Usage {
         &*self.backend
     }
 }

@@ -95,6 +95,10 @@ where
 }
 
 impl PostgresBackend {
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub(crate) async fn connect(url: &str) -> Result<PostgresBackend> {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)

@@ -74,6 +74,10 @@ impl SqliteBackend {
         Ok(SqliteBackend { writer, reader })
     }
 
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin().await?)
     }

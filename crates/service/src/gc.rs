@@ -29,7 +29,7 @@ pub struct GcPolicy {
 }
 
 /// What one collection did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct GcReport {
     /// Deleted manifests whose undelete window ended: forgotten, their blobs queued.
     pub purged: u64,
@@ -41,6 +41,9 @@ pub struct GcReport {
     pub spared: u64,
     /// Deletions a stopped collector had left half-done, finished now.
     pub resumed: u64,
+    /// Time spent marking and sweeping.
+    pub mark_time: Duration,
+    pub sweep_time: Duration,
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -83,6 +86,7 @@ impl Registry {
             report.resumed += 1;
         }
 
+        let started = std::time::Instant::now();
         loop {
             let m = self
                 .meta
@@ -98,7 +102,10 @@ impl Registry {
             }
         }
 
+        report.mark_time = started.elapsed();
+
         // Only what was marked a grace period before this sweep started.
+        let started = std::time::Instant::now();
         let cutoff = millis(SystemTime::now()) - grace_ms;
         loop {
             let batch = self.meta.gc().marked(cutoff, BATCH).await?;
@@ -120,12 +127,16 @@ impl Registry {
                 break;
             }
         }
+        report.sweep_time = started.elapsed();
         if report.swept > 0 || report.resumed > 0 || report.purged > 0 {
             info!(
                 swept = report.swept,
                 swept_bytes = report.swept_bytes,
                 spared = report.spared,
                 purged_manifests = report.purged,
+                examined = report.mark.examined,
+                mark_ms = report.mark_time.as_millis() as u64,
+                sweep_ms = report.sweep_time.as_millis() as u64,
                 marked = report.mark.marked,
                 "garbage collection reclaimed blobs"
             );
@@ -156,5 +167,39 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// The storage report: per-namespace usage and growth (M7), the store's totals, and what
+/// collection would reclaim.
+#[derive(Debug, Clone, Default)]
+pub struct StorageReport {
+    pub namespaces: Vec<bonded_meta::NamespaceUsage>,
+    /// Windows the `*_added` figures cover, in the order given.
+    pub windows: Vec<Duration>,
+    pub stored_blobs: u64,
+    pub stored_bytes: u64,
+    pub reclaimable: GcPlan,
+}
+
+impl Registry {
+    /// Storage used per namespace with growth over `windows` (e.g. a week and a month).
+    pub async fn storage_report(
+        &self,
+        windows: &[Duration],
+        grace: Duration,
+    ) -> Result<StorageReport> {
+        let now = SystemTime::now();
+        let since: Vec<i64> = windows.iter().map(|w| millis(now - *w)).collect();
+        let namespaces = self.meta.usage().namespaces(&since).await?;
+        let (stored_blobs, stored_bytes) = self.meta.usage().stored().await?;
+        let reclaimable = self.gc_plan(grace).await?;
+        Ok(StorageReport {
+            namespaces,
+            windows: windows.to_vec(),
+            stored_blobs,
+            stored_bytes,
+            reclaimable,
+        })
     }
 }

@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 pub use blobs::BlobBody;
 pub use bonded_meta::MetaStore;
-pub use bonded_meta::{Deleted, GcPlan, MarkReport};
+pub use bonded_meta::{Deleted, GcPlan, MarkReport, NamespaceUsage};
 pub use bonded_storage::{BlobStore, ByteStream, S3Options};
 pub use error::{Error, Invalid, Missing, Result};
-pub use gc::{GcPolicy, GcReport};
+pub use gc::{GcPolicy, GcReport, StorageReport};
 pub use listing::Page;
 pub use manifests::{ManifestBody, PutManifest};
 pub use migration::{BlobImport, RepoInventory};

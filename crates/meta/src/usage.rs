@@ -1,0 +1,153 @@
+//! Storage accounting for both backends: the same aggregation, with each backend's way of taking
+//! a repository name's first component.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use crate::postgres::PostgresBackend;
+use crate::sqlite::SqliteBackend;
+use crate::{NamespaceUsage, Result, Usage};
+
+/// `{ns}` is the namespace expression over `r.name`; `{p}` the parameter marker style.
+fn refs_query(ns: &str) -> String {
+    format!(
+        "SELECT {ns} AS ns, m.created_at AS m_created, b.digest, b.size, b.created_at AS b_created
+         FROM manifests m
+         JOIN repositories r ON r.id = m.repo_id
+         JOIN manifest_refs mr ON mr.repo_id = m.repo_id AND mr.manifest = m.digest AND mr.kind = 'blob'
+         JOIN blobs b ON b.digest = mr.child
+         WHERE m.deleted_at IS NULL"
+    )
+}
+
+fn counts_query(ns: &str) -> String {
+    format!(
+        "SELECT {ns} AS ns, count(*) FROM manifests m JOIN repositories r ON r.id = m.repo_id
+         WHERE m.deleted_at IS NULL GROUP BY 1"
+    )
+}
+
+/// Folds (namespace, manifest time, blob, size, blob time) rows into usage.
+struct Fold {
+    by_ns: BTreeMap<String, (NamespaceUsage, std::collections::HashSet<String>)>,
+    since: Vec<i64>,
+}
+
+impl Fold {
+    fn new(since: &[i64]) -> Fold {
+        Fold {
+            by_ns: BTreeMap::new(),
+            since: since.to_vec(),
+        }
+    }
+
+    fn entry(&mut self, ns: &str) -> &mut (NamespaceUsage, std::collections::HashSet<String>) {
+        let n = self.since.len();
+        self.by_ns.entry(ns.to_string()).or_insert_with(|| {
+            (
+                NamespaceUsage {
+                    namespace: ns.to_string(),
+                    logical_added: vec![0; n],
+                    physical_added: vec![0; n],
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+        })
+    }
+
+    fn add(&mut self, ns: &str, m_created: i64, digest: String, size: u64, b_created: i64) {
+        let since = self.since.clone();
+        let (u, seen) = self.entry(ns);
+        u.logical_bytes += size;
+        for (i, s) in since.iter().enumerate() {
+            if m_created >= *s {
+                u.logical_added[i] += size;
+            }
+        }
+        if seen.insert(digest) {
+            u.physical_bytes += size;
+            for (i, s) in since.iter().enumerate() {
+                if b_created >= *s {
+                    u.physical_added[i] += size;
+                }
+            }
+        }
+    }
+
+    fn finish(self, counts: Vec<(String, i64)>) -> Vec<NamespaceUsage> {
+        let mut me = self;
+        for (ns, n) in counts {
+            me.entry(&ns).0.artifacts = n as u64;
+        }
+        me.by_ns.into_values().map(|(u, _)| u).collect()
+    }
+}
+
+const SQLITE_NS: &str = "substr(r.name, 1, instr(r.name || '/', '/') - 1)";
+const PG_NS: &str = "split_part(r.name, '/', 1)";
+
+#[async_trait]
+impl Usage for SqliteBackend {
+    async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>> {
+        let mut fold = Fold::new(since_ms);
+        let rows = sqlx::query(&refs_query(SQLITE_NS))
+            .fetch_all(self.reader())
+            .await?;
+        for r in &rows {
+            fold.add(
+                r.get::<&str, _>(0),
+                r.get(1),
+                r.get(2),
+                r.get::<i64, _>(3) as u64,
+                r.get(4),
+            );
+        }
+        let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(SQLITE_NS))
+            .fetch_all(self.reader())
+            .await?;
+        Ok(fold.finish(counts))
+    }
+
+    async fn stored(&self) -> Result<(u64, u64)> {
+        let (n, bytes): (i64, Option<i64>) =
+            sqlx::query_as("SELECT count(*), sum(size) FROM blobs WHERE deleting_at IS NULL")
+                .fetch_one(self.reader())
+                .await?;
+        Ok((n as u64, bytes.unwrap_or(0) as u64))
+    }
+}
+
+#[async_trait]
+impl Usage for PostgresBackend {
+    async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>> {
+        let mut fold = Fold::new(since_ms);
+        let rows = sqlx::query(&refs_query(PG_NS))
+            .fetch_all(self.pool())
+            .await?;
+        for r in &rows {
+            fold.add(
+                r.get::<&str, _>(0),
+                r.get(1),
+                r.get(2),
+                r.get::<i64, _>(3) as u64,
+                r.get(4),
+            );
+        }
+        let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(PG_NS))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(fold.finish(counts))
+    }
+
+    async fn stored(&self) -> Result<(u64, u64)> {
+        let (n, bytes): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), sum(size)::bigint FROM blobs WHERE deleting_at IS NULL",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok((n as u64, bytes.unwrap_or(0) as u64))
+    }
+}
