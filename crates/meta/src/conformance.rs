@@ -13,6 +13,8 @@ use tokio::sync::Barrier;
 
 use crate::{MetaError, MetaStore, NewManifest, TagWrite};
 
+mod trust;
+
 pub(crate) fn d(c: char) -> Digest {
     format!("sha256:{}", c.to_string().repeat(64))
         .parse()

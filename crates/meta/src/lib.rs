@@ -4,7 +4,8 @@
 //! Owns: who points at what, decided inside transactions (a manifest and its tag land together or
 //! not at all; a manifest is accepted only if what it references exists). Callers hold the concrete
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
-//! [`Uploads`], [`Manifests`], [`Tags`]). Called by the service layer; it never calls it back, and
+//! [`Uploads`], [`Manifests`], [`Tags`], and for the supply chain [`Trust`] and
+//! [`Attestations`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -15,12 +16,15 @@
 
 mod postgres;
 mod sqlite;
+mod trust;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bonded_types::{Digest, MediaType, RepoName, Tag, UploadId};
+
+pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -178,8 +182,8 @@ pub trait Tags: Send + Sync {
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
 }
 
-trait Backend: Repos + Blobs + Uploads + Manifests + Tags {}
-impl<T: Repos + Blobs + Uploads + Manifests + Tags> Backend for T {}
+trait Backend: Repos + Blobs + Uploads + Manifests + Tags + Trust + Attestations {}
+impl<T: Repos + Blobs + Uploads + Manifests + Tags + Trust + Attestations> Backend for T {}
 
 /// Handle to the configured metadata backend. Cheap to clone.
 #[derive(Clone)]
@@ -218,6 +222,12 @@ impl MetaStore {
         &*self.backend
     }
     pub fn tags(&self) -> &dyn Tags {
+        &*self.backend
+    }
+    pub fn trust(&self) -> &dyn Trust {
+        &*self.backend
+    }
+    pub fn attestations(&self) -> &dyn Attestations {
         &*self.backend
     }
 }

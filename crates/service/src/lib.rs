@@ -1,8 +1,8 @@
 //! The registry's rules, independent of any protocol.
 //!
 //! Owns: how an upload becomes a verified blob, what makes a manifest acceptable, tag immutability,
-//! listing and referrers. Called by the HTTP edge (and tests) with parsed types from
-//! `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never imports axum or any HTTP
+//! listing and referrers, and supply-chain trust and policy ([`supply`]). Called by the HTTP edge
+//! (and tests) with parsed types from `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never imports axum or any HTTP
 //! type: errors are decisions ([`Error`]) that the edge maps to a protocol.
 //!
 //! Invariant: a blob becomes visible in a repository only after its bytes were hashed and matched
@@ -15,6 +15,7 @@ mod listing;
 mod manifests;
 mod migration;
 mod rules;
+pub mod supply;
 mod uploads;
 
 use std::sync::Arc;
