@@ -64,7 +64,11 @@ impl App {
                 tags: r.tags.clone(),
             })
             .collect();
-        let rules = Rules::new(&rules).context("in immutable_tags")?;
+        let policies =
+            bonded_service::supply::Policies::new(&config.policy).context("in [[policy]]")?;
+        let rules = Rules::new(&rules)
+            .context("in immutable_tags")?
+            .with_policies(policies);
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             chunk_min_bytes: config.limits.chunk_min_bytes,

@@ -22,6 +22,9 @@ pub struct Config {
     pub log: Log,
     /// Tags that can never be moved or deleted once pushed.
     pub immutable_tags: Vec<ImmutableTags>,
+    /// Supply-chain policies (`[[policy]]`): signatures, provenance and SBOMs required on pull
+    /// and push. See docs/supply-chain.md.
+    pub policy: Vec<bonded_service::supply::PolicyConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +132,7 @@ impl Default for Config {
                 level: "info".into(),
             },
             immutable_tags: vec![],
+            policy: vec![],
         }
     }
 }
@@ -211,6 +215,8 @@ impl Config {
         if self.uploads.sweep_interval_secs == 0 {
             bail!("uploads.sweep_interval_secs must be positive");
         }
+        bonded_service::supply::Policies::new(&self.policy)
+            .map_err(|e| anyhow::anyhow!("invalid [[policy]]: {e}"))?;
         Ok(())
     }
 

@@ -11,7 +11,10 @@
 pub mod dsse;
 pub mod keys;
 pub mod media;
+pub mod provenance;
+pub mod sbom;
 pub mod statement;
+pub mod summary;
 pub mod time;
 pub mod verify;
 

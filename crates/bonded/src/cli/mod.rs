@@ -4,6 +4,7 @@ mod client;
 mod pull;
 mod push;
 mod reference;
+mod supply;
 
 use std::process::ExitCode;
 
@@ -60,11 +61,14 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    #[command(flatten)]
+    Supply(supply::SupplyCommand),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClientCommand::Push(args) => push::run(args).await,
+        ClientCommand::Supply(cmd) => supply::run(cmd).await,
         ClientCommand::Pull(args) => pull::run(args).await,
         ClientCommand::Ls { registry, conn } => {
             let client = Client::new(registry.trim_end_matches('/'), conn.plain_http)?;

@@ -72,6 +72,8 @@ impl Verdict {
 pub struct Overview {
     pub repo: RepoName,
     pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
     pub findings: Vec<Finding>,
     pub verdicts: Vec<Verdict>,
 }
@@ -401,6 +403,12 @@ impl Registry {
                 .await?
                 .ok_or(Error::NotFound(crate::Missing::Manifest))?,
         };
+        let manifest = self
+            .meta
+            .manifests()
+            .get(repo, &digest)
+            .await?
+            .ok_or(Error::NotFound(crate::Missing::Manifest))?;
         let keys = self.trusted_keys(namespace(repo)).await?;
         let findings = self.findings(repo, &digest, &Kind::ALL, &keys).await?;
         let verdicts = self
@@ -413,6 +421,8 @@ impl Registry {
         Ok(Overview {
             repo: repo.clone(),
             digest,
+            media_type: manifest.media_type.as_str().to_string(),
+            size: manifest.content.len() as u64,
             findings,
             verdicts,
         })
