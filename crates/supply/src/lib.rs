@@ -13,6 +13,7 @@ pub mod keys;
 pub mod media;
 pub mod provenance;
 pub mod sbom;
+pub mod sbom_gen;
 pub mod statement;
 pub mod summary;
 pub mod time;
