@@ -95,6 +95,7 @@ impl App {
             warn!(%bound, "listening on a non-loopback address: anyone who can reach it can push and delete");
         }
         self.spawn_upload_sweeper();
+        self.spawn_coverage_refresh();
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
@@ -113,6 +114,24 @@ impl App {
             .await
             .context("serving HTTP")?;
         Ok(())
+    }
+
+    /// Periodically recomputes supply-chain coverage (signed / provenance / SBOM per namespace)
+    /// for the metrics. It walks every artifact, so it runs rarely; `GET /api/v1/supply/coverage`
+    /// refreshes it on demand.
+    fn spawn_coverage_refresh(&self) {
+        let registry = self.registry.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = bonded_http::api_supply::refresh_coverage(&registry, &metrics).await
+                {
+                    warn!(error = %e, "refreshing supply-chain coverage failed; will retry");
+                }
+            }
+        });
     }
 
     /// Periodically discards abandoned upload sessions and their staged bytes.

@@ -901,3 +901,64 @@ fn trust_api_rejects_bad_keys_and_names_with_clear_errors() {
     let v: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
 }
+
+/// Coverage per namespace (API and metrics) counts artifacts, not their referrers, and only
+/// signatures that count; `bonded inspect` shows the artifact's attestations and verdicts.
+#[test]
+fn coverage_metrics_and_inspect_report_what_is_signed() {
+    let env = Env::start();
+    let (private, public, key_id) = env.key("k", "ed25519");
+    ok(&[
+        "trust",
+        "add",
+        &env.r("prod"),
+        "--key-set",
+        "release",
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    let signed = env.push("prod/app:v1", "one");
+    env.push("prod/app:v2", "two");
+    env.push("dev/app:v1", "three");
+    ok(&[
+        "sign",
+        &env.r("prod/app:v1"),
+        "--key",
+        private.to_str().unwrap(),
+    ]);
+    // A signature by an untrusted key does not raise coverage.
+    let (stranger, _, _) = env.key("stranger", "ed25519");
+    ok(&[
+        "sign",
+        &env.r("prod/app:v2"),
+        "--key",
+        stranger.to_str().unwrap(),
+    ]);
+
+    let (status, _, body) = http(
+        "GET",
+        &env.server.url("/api/v1/supply/coverage"),
+        "",
+        vec![],
+    );
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["namespaces"]["prod"]["artifacts"], 2);
+    assert_eq!(v["namespaces"]["prod"]["signed"], 1);
+    assert_eq!(v["namespaces"]["prod"]["signing_coverage"], 0.5);
+    assert_eq!(v["namespaces"]["dev"]["signed"], 0);
+    let (_, _, metrics) = http("GET", &env.server.url("/metrics"), "", vec![]);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("bonded_supply_signed_artifacts{namespace=\"prod\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("bonded_supply_artifacts{namespace=\"prod\"} 2"));
+
+    let out: Value =
+        serde_json::from_str(&ok(&["inspect", &env.r(&format!("prod/app@{signed}"))])).unwrap();
+    assert_eq!(out["supply"]["valid_signatures"], 1);
+    assert_eq!(out["supply"]["attestations"][0]["key_id"], key_id.as_str());
+    assert_eq!(out["supply"]["policy"][0]["rule"], "prod-signed");
+    assert_eq!(out["supply"]["policy"][0]["passed"], true);
+}

@@ -8,6 +8,8 @@
 //! - `POST /api/v1/trust/{namespace}/keys/{key_id}/revoke` → the key's entries, now revoked.
 //! - `GET  /api/v1/supply/artifact?repository=<name>&reference=<tag|digest>` — attestations and
 //!   verdicts.
+//! - `GET  /api/v1/supply/coverage` — per namespace: artifacts, signed, with provenance, with SBOM
+//!   (recomputed, and the coverage gauges refreshed).
 //!
 //! Invariant: no rule lives here; every decision comes from `bonded_service::supply`.
 
@@ -37,6 +39,62 @@ pub fn router() -> Router<AppState> {
             post(revoke_key),
         )
         .route("/api/v1/supply/artifact", get(artifact))
+        .route("/api/v1/supply/coverage", get(coverage))
+}
+
+/// Recomputes coverage and sets the coverage gauges; returns it as JSON. Used by the API and the
+/// periodic refresh in the composition root.
+pub async fn refresh_coverage(
+    registry: &bonded_service::Registry,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Value, Error> {
+    use crate::metrics::NamespaceLabels;
+    let coverage = registry.supply_coverage().await?;
+    let mut out = serde_json::Map::new();
+    for (ns, c) in &coverage {
+        let l = NamespaceLabels {
+            namespace: ns.clone(),
+        };
+        metrics
+            .supply_artifacts
+            .get_or_create(&l)
+            .set(c.artifacts as i64);
+        metrics.supply_signed.get_or_create(&l).set(c.signed as i64);
+        metrics
+            .supply_provenance
+            .get_or_create(&l)
+            .set(c.with_provenance as i64);
+        metrics
+            .supply_sbom
+            .get_or_create(&l)
+            .set(c.with_sbom as i64);
+        let share = |n: u64| {
+            if c.artifacts == 0 {
+                0.0
+            } else {
+                n as f64 / c.artifacts as f64
+            }
+        };
+        out.insert(
+            ns.clone(),
+            json!({
+                "artifacts": c.artifacts,
+                "signed": c.signed,
+                "with_provenance": c.with_provenance,
+                "with_sbom": c.with_sbom,
+                "signing_coverage": share(c.signed),
+                "provenance_coverage": share(c.with_provenance),
+                "sbom_coverage": share(c.with_sbom),
+            }),
+        );
+    }
+    Ok(json!({ "namespaces": out }))
+}
+
+async fn coverage(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        refresh_coverage(&state.registry, &state.metrics).await?,
+    ))
 }
 
 /// A management API error: status and the documented envelope.

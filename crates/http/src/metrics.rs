@@ -2,11 +2,14 @@
 //!
 //! SLIs seeded here (see SLIS.md): M1 publish success rate (`bonded_publish_total` by outcome),
 //! M2 download latency (`bonded_download_duration_seconds` by kind, with bytes alongside),
-//! M9 retrieval error rate (`bonded_pull_total` by kind and outcome).
+//! M9 retrieval error rate (`bonded_pull_total` by kind and outcome), M5 signing coverage
+//! (`bonded_supply_signed_artifacts / bonded_supply_artifacts` by namespace, with provenance and
+//! SBOM coverage alongside; refreshed by the coverage job, see `api_supply`).
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +38,11 @@ pub struct PullLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -48,6 +56,10 @@ pub struct Metrics {
     pub publish: Family<OutcomeLabels, Counter>,
     pub pull: Family<PullLabels, Counter>,
     pub download_duration: Family<KindLabels, Histogram>,
+    pub supply_artifacts: Family<NamespaceLabels, Gauge>,
+    pub supply_signed: Family<NamespaceLabels, Gauge>,
+    pub supply_provenance: Family<NamespaceLabels, Gauge>,
+    pub supply_sbom: Family<NamespaceLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -104,8 +116,36 @@ impl Default for Metrics {
             "Time to serve a blob or manifest GET to the last byte (M2 download latency)",
             download_duration.clone(),
         );
+        let supply_artifacts = Family::<NamespaceLabels, Gauge>::default();
+        let supply_signed = Family::<NamespaceLabels, Gauge>::default();
+        let supply_provenance = Family::<NamespaceLabels, Gauge>::default();
+        let supply_sbom = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "supply_artifacts",
+            "Artifacts (manifests that are not referrers) per namespace",
+            supply_artifacts.clone(),
+        );
+        registry.register(
+            "supply_signed_artifacts",
+            "Artifacts with a signature that counts under the namespace's trust store (M5 signing coverage)",
+            supply_signed.clone(),
+        );
+        registry.register(
+            "supply_provenance_artifacts",
+            "Artifacts with SLSA provenance that counts under the namespace's trust store",
+            supply_provenance.clone(),
+        );
+        registry.register(
+            "supply_sbom_artifacts",
+            "Artifacts with a signed SBOM that counts under the namespace's trust store",
+            supply_sbom.clone(),
+        );
         Metrics {
             registry,
+            supply_artifacts,
+            supply_signed,
+            supply_provenance,
+            supply_sbom,
             requests,
             request_duration,
             bytes_received,

@@ -58,4 +58,6 @@ pub trait Attestations: Send + Sync {
         subject: &Digest,
         artifact_types: &[&str],
     ) -> Result<Vec<StoredReferrer>>;
+    /// Manifests of `repo` that are not referrers (the artifacts attestations are about).
+    async fn subjects(&self, repo: &RepoName) -> Result<Vec<Digest>>;
 }

@@ -111,6 +111,9 @@ async fn attestations_suite(meta: MetaStore) {
         .await
         .unwrap()
         .is_empty());
+    // Subjects are the manifests that are not referrers.
+    assert_eq!(at.subjects(&a).await.unwrap(), vec![d('a')]);
+    assert!(at.subjects(&repo("prod/none")).await.unwrap().is_empty());
     // Re-pushing a referrer keeps the time the registry first saw it.
     let first = found[0].pushed_at_ms;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -117,4 +117,15 @@ impl Attestations for PostgresBackend {
             })
             .collect()
     }
+
+    async fn subjects(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = $1 AND m.subject IS NULL ORDER BY m.digest COLLATE \"C\"",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|s| parse(s)).collect()
+    }
 }

@@ -119,4 +119,15 @@ impl Attestations for SqliteBackend {
             })
             .collect()
     }
+
+    async fn subjects(&self, repo: &RepoName) -> Result<Vec<Digest>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repo_id
+             WHERE r.name = ? AND m.subject IS NULL ORDER BY m.digest",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|s| parse(s)).collect()
+    }
 }

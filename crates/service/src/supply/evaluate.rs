@@ -228,7 +228,7 @@ fn judge(rule: &PolicyRule, findings: &[Finding]) -> Verdict {
 impl Registry {
     /// The namespace's trusted keys, parsed. A row whose key no longer parses is skipped loudly:
     /// it can only make fewer things pass.
-    async fn trusted_keys(&self, ns: &str) -> Result<Vec<TrustedKey>> {
+    pub(super) async fn trusted_keys(&self, ns: &str) -> Result<Vec<TrustedKey>> {
         let rows = self.meta.trust().keys(ns).await?;
         let mut keys = Vec::with_capacity(rows.len());
         for r in rows {
@@ -310,7 +310,7 @@ impl Registry {
         }
     }
 
-    async fn findings(
+    pub(super) async fn findings(
         &self,
         repo: &RepoName,
         subject: &Digest,

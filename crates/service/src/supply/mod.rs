@@ -11,6 +11,7 @@
 //! was valid when the registry stored the referrer and is not revoked. Requests no policy covers
 //! run no supply-chain query at all.
 
+mod coverage;
 mod evaluate;
 pub mod policy;
 
@@ -19,6 +20,7 @@ use bonded_supply::keys::PublicKey;
 use bonded_types::RepoName;
 
 pub use bonded_meta::TrustedKeyRecord;
+pub use coverage::Coverage;
 pub use evaluate::{Finding, Overview, Requirement, Verdict};
 pub use policy::{
     Policies, PolicyConfig, PolicyError, PolicyEvent, PolicyMode, RequireProvenance,
