@@ -2,7 +2,8 @@
 //! (`bonded trust`), and policy enforced by the registry on real pulls and pushes (skopeo, raw
 //! HTTP). A signature is also verified by public tooling (securesystemslib + in-toto from PyPI).
 //!
-//! Servers run on filesystem + SQLite from a config file holding the `[[policy]]` rules.
+//! Servers run on the backend pair `BONDED_TEST_BACKEND` names, with a config file holding the
+//! `[[policy]]` rules.
 
 mod common;
 
@@ -50,7 +51,8 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("bonded.toml");
         std::fs::write(&cfg, POLICY).unwrap();
-        let server = Server::start_config(&cfg, &dir.path().join("data"));
+        // The backend pair follows BONDED_TEST_BACKEND; the file adds the policy rules.
+        let server = Server::start_with(&[("BONDED_CONFIG", cfg.to_str().unwrap())]);
         Env { server, dir }
     }
     fn path(&self, name: &str) -> PathBuf {
