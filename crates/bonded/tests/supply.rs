@@ -964,3 +964,53 @@ fn coverage_metrics_and_inspect_report_what_is_signed() {
     assert_eq!(out["supply"]["policy"][0]["rule"], "prod-signed");
     assert_eq!(out["supply"]["policy"][0]["passed"], true);
 }
+
+/// Ed25519 signatures (the default algorithm) verify with securesystemslib/in-toto too, provenance
+/// envelopes included.
+#[test]
+fn ed25519_signatures_and_provenance_verify_with_securesystemslib() {
+    python_tools();
+    let env = Env::start();
+    let (private, public, key_id) = env.key("ed", "ed25519");
+    let digest = env.push("dev/app:v1", "ed25519 payload");
+    ok(&[
+        "sign",
+        &env.r("dev/app:v1"),
+        "--key",
+        private.to_str().unwrap(),
+    ]);
+    ok(&[
+        "attest",
+        &env.r("dev/app:v1"),
+        "--provenance",
+        "--key",
+        private.to_str().unwrap(),
+        "--source-uri",
+        "git+https://example.com/acme/app",
+        "--commit",
+        "abc",
+    ]);
+    for kind in [Kind::Signature, Kind::Provenance] {
+        let envelope = fetch_envelope(&env, "dev/app", &digest, kind);
+        let file = env.path("envelope.json");
+        std::fs::write(&file, &envelope).unwrap();
+        let o = Command::new("python3")
+            .arg(interop_dir().join("verify_dsse.py"))
+            .args([
+                file.to_str().unwrap(),
+                public.to_str().unwrap(),
+                &key_id,
+                &digest,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{kind:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["scheme"], "ed25519");
+    }
+}
