@@ -1014,3 +1014,112 @@ fn ed25519_signatures_and_provenance_verify_with_securesystemslib() {
         assert_eq!(v["scheme"], "ed25519");
     }
 }
+
+/// `bonded migrate` copies the trust store (windows and revocations included) before the tags,
+/// so the target's push policies accept the signed artifacts, and reads manifests past the
+/// source's pull policies.
+#[test]
+fn migrate_copies_the_trust_store_and_is_not_gated_by_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let source_cfg = tmp.path().join("source.toml");
+    std::fs::write(
+        &source_cfg,
+        r#"
+[[policy]]
+name = "prod-all-pulls"
+repositories = "prod/**"
+on = ["pull-by-tag", "pull-by-digest"]
+require_signature = { key_set = "release" }
+"#,
+    )
+    .unwrap();
+    let s = Server::start_config(&source_cfg, &src);
+    let addr = s.addr.clone();
+    let key = tmp.path().join("k");
+    let key_id = ok(&["key", "generate", "--out", key.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let old = tmp.path().join("old");
+    let old_id = ok(&["key", "generate", "--out", old.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let pem = |p: &Path, ext: &str| format!("{}{ext}", p.display());
+    for (k, set) in [(&key, "release"), (&old, "release")] {
+        ok(&[
+            "trust",
+            "add",
+            &format!("{addr}/prod"),
+            "--key-set",
+            set,
+            "--key",
+            &pem(k, ".pub.pem"),
+        ]);
+    }
+    ok(&["trust", "revoke", &format!("{addr}/prod"), &old_id]);
+    let f = tmp.path().join("f.txt");
+    std::fs::write(&f, "migrated payload").unwrap();
+    ok(&[
+        "push",
+        "-q",
+        f.to_str().unwrap(),
+        &format!("{addr}/prod/app:v1"),
+    ]);
+    std::fs::write(&f, "unsigned payload").unwrap();
+    ok(&[
+        "push",
+        "-q",
+        f.to_str().unwrap(),
+        &format!("{addr}/prod/unsigned:v1"),
+    ]);
+    ok(&[
+        "sign",
+        &format!("{addr}/prod/app:v1"),
+        "--key",
+        &pem(&key, ".pem"),
+    ]);
+    drop(s);
+
+    let target_dir = tmp.path().join("target");
+    let target_cfg = tmp.path().join("target.toml");
+    std::fs::write(
+        &target_cfg,
+        format!(
+            "data_dir = {:?}\n\n[[policy]]\nname = \"prod-signed-tags\"\nrepositories = \"prod/app\"\non = [\"push\"]\nrequire_signature = {{ key_set = \"release\" }}\n",
+            target_dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["migrate", "-q", "--config"])
+        .arg(&source_cfg)
+        .arg("--data-dir")
+        .arg(&src)
+        .arg("--to")
+        .arg(&target_cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 trusted keys written"), "{stdout}");
+
+    let t = Server::start_config(&target_cfg, &target_dir);
+    let keys: Value =
+        serde_json::from_str(&ok(&["trust", "list", &format!("{}/prod", t.addr)])).unwrap();
+    let keys = keys["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    let revoked =
+        |id: &str| keys.iter().find(|k| k["key_id"] == id).unwrap()["revoked_at"].is_string();
+    assert!(revoked(&old_id) && !revoked(&key_id));
+    let out = ok(&[
+        "verify",
+        &format!("{}/prod/app:v1", t.addr),
+        "--key-set",
+        "release",
+    ]);
+    assert!(out.contains(&key_id), "{out}");
+}

@@ -46,6 +46,8 @@ pub trait Trust: Send + Sync {
     /// Revokes a key in every set of the namespace; returns how many entries it was in
     /// (`NotFound` if none). A key already revoked keeps its first revocation time.
     async fn revoke(&self, namespace: &str, key_id: &str, at_ms: i64) -> Result<u64>;
+    /// Namespaces holding at least one key, in order.
+    async fn namespaces(&self) -> Result<Vec<String>>;
 }
 
 #[async_trait]

@@ -66,6 +66,7 @@ async fn trust_suite(meta: MetaStore) {
         Err(MetaError::NotFound)
     ));
     assert_eq!(t.keys("staging").await.unwrap()[0].revoked_at_ms, None);
+    assert_eq!(t.namespaces().await.unwrap(), ["prod", "staging"]);
 }
 
 async fn attestations_suite(meta: MetaStore) {

@@ -81,6 +81,14 @@ impl Trust for SqliteBackend {
             n => Ok(n),
         }
     }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT namespace FROM trusted_keys ORDER BY namespace")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
 }
 
 #[async_trait]

@@ -130,4 +130,30 @@ impl Registry {
             .filter(|k| k.key.key_id == key_id)
             .collect())
     }
+
+    /// Every namespace's keys, for `bonded migrate`.
+    pub async fn trust_export(&self) -> Result<Vec<TrustedKeyRecord>> {
+        let mut out = Vec::new();
+        for ns in self.meta.trust().namespaces().await? {
+            out.extend(self.meta.trust().keys(&ns).await?);
+        }
+        Ok(out)
+    }
+
+    /// Brings a key (with its window and revocation) into this registry unless its key set
+    /// already holds it; a revocation is applied either way. Returns whether it was added.
+    pub async fn trust_import(&self, k: &TrustedKeyRecord) -> Result<bool> {
+        let added = match self.meta.trust().add_key(&k.key).await {
+            Ok(()) => true,
+            Err(bonded_meta::MetaError::Conflict(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(at) = k.revoked_at_ms {
+            self.meta
+                .trust()
+                .revoke(&k.key.namespace, &k.key.key_id, at)
+                .await?;
+        }
+        Ok(added)
+    }
 }
