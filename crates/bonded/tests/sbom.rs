@@ -178,3 +178,38 @@ fn debian_rootfs_layer_sbom_lists_the_installed_dpkg_packages() {
         "{out}"
     );
 }
+
+/// A real Go binary (this machine's skopeo) in a pushed layer yields its toolchain as
+/// `pkg:golang/stdlib@…` from the embedded build info; the unit tests cover module lists.
+#[test]
+fn go_binary_in_a_layer_reports_its_toolchain() {
+    let skopeo = Path::new("/usr/bin/skopeo");
+    assert!(
+        skopeo.exists(),
+        "scripts/install-test-tools.sh installs skopeo"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("rootfs");
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy(skopeo, root.join("usr/bin/skopeo")).unwrap();
+    let s = Server::start();
+    let target = format!("{}/tools/skopeo:v1", s.addr);
+    bonded(&["push", "-q", root.to_str().unwrap(), &target]);
+    let doc: Value = serde_json::from_str(&bonded(&["sbom", "generate", &target])).unwrap();
+    let go: Vec<&Value> = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .unwrap()
+                .starts_with("pkg:golang/stdlib@1.")
+        })
+        .collect();
+    assert_eq!(go.len(), 1, "{doc}");
+    assert!(go[0]["properties"][0]["value"]
+        .as_str()
+        .unwrap()
+        .ends_with("usr/bin/skopeo"));
+}

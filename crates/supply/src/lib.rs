@@ -9,6 +9,7 @@
 //! ever handled here on the client side; the server sees public keys and envelopes.
 
 pub mod dsse;
+pub mod gobuild;
 pub mod keys;
 pub mod media;
 pub mod provenance;

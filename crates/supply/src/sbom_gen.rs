@@ -7,11 +7,12 @@
 //! - Python: `*.dist-info/METADATA`, `*.egg-info/PKG-INFO` (`pkg:pypi/<PEP 503 name>@<version>`);
 //! - npm: `package-lock.json` (lockfile v1-v3) and `node_modules/**/package.json`
 //!   (`pkg:npm/<name>@<version>`);
-//! - Rust: `Cargo.lock` packages from crates.io (`pkg:cargo/<name>@<version>`).
+//! - Rust: `Cargo.lock` packages from crates.io (`pkg:cargo/<name>@<version>`);
+//! - Go: executables' embedded build info (Go 1.18+): the modules (`pkg:golang/<module>@<version>`)
+//!   and the toolchain (`pkg:golang/stdlib@<go version>`), see [`crate::gobuild`].
 //!
 //! Layers are scanned in order and a later dpkg/apk database replaces an earlier one (as the
-//! union filesystem would); whiteouts of other files are not applied. Go binaries' build info is
-//! not read.
+//! union filesystem would); whiteouts of other files are not applied.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,6 +21,13 @@ use serde_json::{json, Value};
 
 /// Largest inventory file read (a dpkg status of a full desktop is a few MiB).
 pub const MAX_INVENTORY_BYTES: u64 = 64 << 20;
+/// Largest executable searched for Go build info.
+pub const MAX_BINARY_BYTES: u64 = 256 << 20;
+
+/// Whether a file with these mode bits and size may be a Go binary worth reading.
+pub fn maybe_binary(mode: u32, size: u64) -> bool {
+    mode & 0o111 != 0 && (4096..=MAX_BINARY_BYTES).contains(&size)
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading archive: {0}")]
@@ -58,12 +66,16 @@ fn scan_tar(reader: impl Read, scanner: &mut Scanner) -> Result<(), ArchiveError
             continue;
         }
         let path = entry.path()?.to_string_lossy().to_string();
-        if !wanted(&path) || entry.size() > MAX_INVENTORY_BYTES {
-            continue;
+        let mode = entry.header().mode().unwrap_or(0);
+        if wanted(&path) && entry.size() <= MAX_INVENTORY_BYTES {
+            let mut content = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut content)?;
+            scanner.file(&path, &content);
+        } else if maybe_binary(mode, entry.size()) {
+            let mut content = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut content)?;
+            scanner.binary(&path, &content);
         }
-        let mut content = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut content)?;
-        scanner.file(&path, &content);
     }
     Ok(())
 }
@@ -289,6 +301,36 @@ impl Scanner {
                     }
                 }
             }
+        }
+    }
+
+    /// Reads a possible Go executable's build info; anything else is ignored.
+    pub fn binary(&mut self, path: &str, content: &[u8]) {
+        if !content.starts_with(b"\x7fELF")
+            && !content.starts_with(b"MZ")
+            && !content.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
+        {
+            return;
+        }
+        let Some(info) = crate::gobuild::parse(content) else {
+            return;
+        };
+        let path = path.trim_start_matches("./").to_string();
+        let stdlib = info.go_version.trim_start_matches("go").to_string();
+        let mut found = vec![("stdlib".to_string(), stdlib)];
+        found.extend(info.modules.iter().cloned());
+        for (module, version) in found {
+            if version.is_empty() || version == "(devel)" {
+                continue;
+            }
+            let segments: Vec<String> = module.split('/').map(enc).collect();
+            self.add(Component {
+                purl: format!("pkg:golang/{}@{}", segments.join("/"), enc(&version)),
+                name: module,
+                version,
+                ecosystem: "golang",
+                found_in: path.clone(),
+            });
         }
     }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use bonded_supply::media::Kind;
 use bonded_supply::sbom::validate;
-use bonded_supply::sbom_gen::{scan_archive, wanted, Scanner, MAX_INVENTORY_BYTES};
+use bonded_supply::sbom_gen::{maybe_binary, scan_archive, wanted, Scanner, MAX_INVENTORY_BYTES};
 use bonded_supply::statement::{predicate_types, Statement, Subject};
 use bonded_supply::time::{now_ms, rfc3339};
 use bonded_types::{Digest, Reference};
@@ -63,8 +63,15 @@ fn scan_path(path: &Path, scanner: &mut Scanner) -> anyhow::Result<()> {
             }
             let rel = entry.path().strip_prefix(path).unwrap_or(entry.path());
             let rel = rel.to_string_lossy();
-            if wanted(&rel) && entry.metadata()?.len() <= MAX_INVENTORY_BYTES {
+            let meta = entry.metadata()?;
+            #[cfg(unix)]
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            #[cfg(not(unix))]
+            let mode = 0o755;
+            if wanted(&rel) && meta.len() <= MAX_INVENTORY_BYTES {
                 scanner.file(&rel, &std::fs::read(entry.path())?);
+            } else if maybe_binary(mode, meta.len()) {
+                scanner.binary(&rel, &std::fs::read(entry.path())?);
             }
         }
         Ok(())
