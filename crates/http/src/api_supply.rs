@@ -144,14 +144,18 @@ impl From<Error> for ApiError {
             Error::Invalid(Invalid::Digest(m)) => {
                 ApiError::new(S::BAD_REQUEST, "INVALID_DIGEST", m)
             }
-            Error::Invalid(
-                i @ (Invalid::Manifest(_)
-                | Invalid::ManifestBlobUnknown(_)
-                | Invalid::Size(_)
-                | Invalid::ChunkOutOfOrder { .. }
-                | Invalid::Range { .. }
-                | Invalid::Upload(_)),
-            ) => ApiError::bad(format!("{i:?}")),
+            Error::Invalid(Invalid::Manifest(m) | Invalid::Size(m) | Invalid::Upload(m)) => {
+                ApiError::bad(m)
+            }
+            Error::Invalid(Invalid::ManifestBlobUnknown(d)) => {
+                ApiError::bad(format!("{d} is not in this repository"))
+            }
+            Error::Invalid(Invalid::ChunkOutOfOrder { offset }) => {
+                ApiError::bad(format!("chunk must start at byte {offset}"))
+            }
+            Error::Invalid(Invalid::Range { size }) => {
+                ApiError::bad(format!("range not satisfiable for {size} bytes"))
+            }
             Error::Denied(m) => ApiError::new(S::FORBIDDEN, "DENIED", m),
             Error::PolicyViolation(m) => ApiError::new(S::FORBIDDEN, "POLICY_VIOLATION", m),
             Error::Conflict(m) => ApiError::new(S::CONFLICT, "CONFLICT", m),
