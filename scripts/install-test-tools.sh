@@ -4,6 +4,7 @@
 #   - skopeo            (Debian package)
 #   - python3 + oras    (the oras-py SDK from PyPI, for the `python3` on PATH;
 #                        pulls in `requests`, which the interop script also uses)
+#   - securesystemslib, in-toto, cyclonedx-bom (PyPI; tests/supply.rs)
 # Idempotent and non-interactive; a fast no-op when everything is present.
 # Runs as root on Debian. Exits non-zero with a message on failure.
 set -euo pipefail
@@ -84,6 +85,27 @@ if ! have_oras; then
     # pyenv shims need a rehash to see new entry points (harmless otherwise).
     command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true
     have_oras || die "python3 cannot import the oras SDK (with push(subject=...)) after pip install"
+fi
+
+# --- securesystemslib + in-toto (verify bonded's DSSE signatures with public tooling) and
+# cyclonedx-bom (reference SBOMs), for that python3 --------------------------------------------
+have_supply_tools() {
+    python3 - <<'EOF' >/dev/null 2>&1
+import securesystemslib.dsse, securesystemslib.signer, cryptography
+import in_toto.models.metadata
+import cyclonedx_py
+EOF
+}
+
+if ! have_supply_tools; then
+    log "pip install securesystemslib in-toto cryptography cyclonedx-bom (for $(command -v python3))"
+    pip_args=(install --quiet --disable-pip-version-check --no-input securesystemslib in-toto cryptography cyclonedx-bom)
+    if ! python3 -m pip "${pip_args[@]}"; then
+        python3 -m pip "${pip_args[@]}" --break-system-packages ||
+            die "pip install securesystemslib in-toto cryptography cyclonedx-bom failed"
+    fi
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true
+    have_supply_tools || die "python3 cannot import securesystemslib/in-toto/cyclonedx_py after pip install"
 fi
 
 exit 0

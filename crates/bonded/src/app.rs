@@ -64,7 +64,11 @@ impl App {
                 tags: r.tags.clone(),
             })
             .collect();
-        let rules = Rules::new(&rules).context("in immutable_tags")?;
+        let policies =
+            bonded_service::supply::Policies::new(&config.policy).context("in [[policy]]")?;
+        let rules = Rules::new(&rules)
+            .context("in immutable_tags")?
+            .with_policies(policies);
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             chunk_min_bytes: config.limits.chunk_min_bytes,
@@ -97,6 +101,7 @@ impl App {
         self.spawn_pull_flusher();
         self.spawn_storage_accounting();
         self.spawn_retention()?;
+        self.spawn_coverage_refresh();
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
@@ -115,6 +120,24 @@ impl App {
             .await
             .context("serving HTTP")?;
         Ok(())
+    }
+
+    /// Periodically recomputes supply-chain coverage (signed / provenance / SBOM per namespace)
+    /// for the metrics. It walks every artifact, so it runs rarely; `GET /api/v1/supply/coverage`
+    /// refreshes it on demand.
+    fn spawn_coverage_refresh(&self) {
+        let registry = self.registry.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = bonded_http::api_supply::refresh_coverage(&registry, &metrics).await
+                {
+                    warn!(error = %e, "refreshing supply-chain coverage failed; will retry");
+                }
+            }
+        });
     }
 
     /// Periodically discards abandoned upload sessions and their staged bytes.

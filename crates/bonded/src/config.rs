@@ -25,6 +25,9 @@ pub struct Config {
     pub log: Log,
     /// Tags that can never be moved or deleted once pushed.
     pub immutable_tags: Vec<ImmutableTags>,
+    /// Supply-chain policies (`[[policy]]`): signatures, provenance and SBOMs required on pull
+    /// and push. See docs/supply-chain.md.
+    pub policy: Vec<bonded_service::supply::PolicyConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,6 +200,7 @@ impl Default for Config {
                 level: "info".into(),
             },
             immutable_tags: vec![],
+            policy: vec![],
         }
     }
 }
@@ -286,6 +290,8 @@ impl Config {
                  and the manifest push that references it (an hour is a safe choice)"
             );
         }
+        bonded_service::supply::Policies::new(&self.policy)
+            .map_err(|e| anyhow::anyhow!("invalid [[policy]]: {e}"))?;
         Ok(())
     }
 

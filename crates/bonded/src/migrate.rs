@@ -23,6 +23,7 @@ struct Tally {
     bytes_copied: u64,
     manifests: usize,
     tags: usize,
+    trusted_keys: usize,
 }
 
 pub async fn run(source: &Config, target_file: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -71,6 +72,17 @@ pub async fn run(source: &Config, target_file: &Path, quiet: bool) -> anyhow::Re
     pb.set_message("migrating");
 
     let mut tally = Tally::default();
+    // The trust store first: tag imports run the target's push policies, which consult it.
+    for key in from.trust_export().await? {
+        if to.trust_import(&key).await.with_context(|| {
+            format!(
+                "copying trusted key {} of {}",
+                key.key.key_id, key.key.namespace
+            )
+        })? {
+            tally.trusted_keys += 1;
+        }
+    }
     for (repo, inv) in &inventories {
         tally.repos += 1;
         for (digest, size) in &inv.blobs {
@@ -95,11 +107,9 @@ pub async fn run(source: &Config, target_file: &Path, quiet: bool) -> anyhow::Re
             }
         }
         for digest in &inv.manifests {
-            let m = from
-                .manifest_get(repo, &bonded_types::Reference::Digest(digest.clone()))
-                .await?;
+            let (media_type, content) = from.export_manifest(repo, digest).await?;
             if to
-                .import_manifest(repo, digest, m.media_type.as_str(), m.content)
+                .import_manifest(repo, digest, media_type.as_str(), content)
                 .await
                 .with_context(|| format!("copying manifest {digest} of {repo}"))?
             {
@@ -118,14 +128,15 @@ pub async fn run(source: &Config, target_file: &Path, quiet: bool) -> anyhow::Re
     }
     pb.finish_and_clear();
     println!(
-        "migrated {} repositories: {} blobs copied ({} bytes, every digest verified), {} linked, {} already present; {} manifests, {} tags written",
+        "migrated {} repositories: {} blobs copied ({} bytes, every digest verified), {} linked, {} already present; {} manifests, {} tags, {} trusted keys written",
         tally.repos,
         tally.blobs_copied,
         tally.bytes_copied,
         tally.blobs_linked,
         tally.blobs_present,
         tally.manifests,
-        tally.tags
+        tally.tags,
+        tally.trusted_keys
     );
     Ok(ExitCode::SUCCESS)
 }

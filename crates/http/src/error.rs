@@ -134,6 +134,11 @@ impl From<Error> for OciError {
                 Code::BlobUploadUnknown,
                 "blob upload unknown to registry",
             ),
+            // Not reachable through /v2/ (trust is managed under /api/v1/), mapped for
+            // exhaustiveness.
+            Error::NotFound(Missing::TrustedKey) => {
+                OciError::new(S::NOT_FOUND, Code::NameUnknown, "trusted key not found")
+            }
             Error::Invalid(Invalid::Digest(m)) => {
                 OciError::new(S::BAD_REQUEST, Code::DigestInvalid, m)
             }
@@ -163,10 +168,13 @@ impl From<Error> for OciError {
             Error::Invalid(Invalid::Upload(m)) => {
                 OciError::new(S::BAD_REQUEST, Code::BlobUploadInvalid, m)
             }
-            Error::Denied(m) => OciError::new(S::FORBIDDEN, Code::Denied, m),
+            Error::Invalid(Invalid::Key(m)) => OciError::new(S::BAD_REQUEST, Code::Unsupported, m),
+            Error::Denied(m) | Error::PolicyViolation(m) => {
+                OciError::new(S::FORBIDDEN, Code::Denied, m)
+            }
+            Error::Conflict(m) => OciError::new(S::CONFLICT, Code::Denied, m),
             Error::TooLarge(m) => OciError::new(S::PAYLOAD_TOO_LARGE, Code::SizeInvalid, m),
             Error::Unsupported(m) => OciError::new(S::METHOD_NOT_ALLOWED, Code::Unsupported, m),
-            Error::Conflict(m) => OciError::new(S::CONFLICT, Code::Denied, m),
             Error::Gone(m) => OciError::new(S::NOT_FOUND, Code::ManifestUnknown, m),
             Error::Busy(m) => OciError::new(S::TOO_MANY_REQUESTS, Code::TooManyRequests, m)
                 .with_header(header::RETRY_AFTER, "1".into()),

@@ -9,6 +9,7 @@
 //! Invariant: no business rule lives here; no request body is ever buffered whole except a
 //! manifest, and that only up to the configured limit.
 
+pub mod api_supply;
 mod blobs;
 pub mod error;
 mod manifests;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(api_supply::router())
         .with_state(state)
 }
 

@@ -60,6 +60,26 @@ fn json_page<T: ToString>(
     resp
 }
 
+/// One `Bonded-Policy-Warning` header per supply-chain rule in warn mode that was not satisfied.
+fn policy_warnings(resp: &mut Response, warnings: &[String]) {
+    for w in warnings {
+        // Header values must be visible ASCII; messages are, but be safe.
+        let clean: String = w
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&clean) {
+            resp.headers_mut().append("bonded-policy-warning", v);
+        }
+    }
+}
+
 pub(crate) async fn catalog(state: &AppState, req: &Req) -> Result<Response, OciError> {
     let n = page_size(req)?;
     let page = state.registry.catalog(n, req.query("last")).await?;
@@ -120,6 +140,7 @@ pub(crate) async fn get(
     set(&mut resp, "content-length", &len.to_string());
     set(&mut resp, "docker-content-digest", &m.digest.to_string());
     set(&mut resp, "etag", &format!("\"{}\"", m.digest));
+    policy_warnings(&mut resp, &m.policy_warnings);
     Ok(resp)
 }
 
@@ -194,6 +215,7 @@ async fn put_inner(
     if let Some(subject) = &put.subject {
         set(&mut resp, "oci-subject", &subject.to_string());
     }
+    policy_warnings(&mut resp, &put.policy_warnings);
     Ok(resp)
 }
 

@@ -2,7 +2,9 @@
 //!
 //! SLIs seeded here (see SLIS.md): M1 publish success rate (`bonded_publish_total` by outcome),
 //! M2 download latency (`bonded_download_duration_seconds` by kind, with bytes alongside),
-//! M9 retrieval error rate (`bonded_pull_total` by kind and outcome).
+//! M9 retrieval error rate (`bonded_pull_total` by kind and outcome), M5 signing coverage
+//! (`bonded_supply_signed_artifacts / bonded_supply_artifacts` by namespace, with provenance and
+//! SBOM coverage alongside; refreshed by the coverage job, see `api_supply`).
 //! Garbage collection: runs by outcome, blobs marked, swept (and bytes), spared.
 //! M7 storage growth: `bonded_storage_*_bytes` per namespace, and bytes added over 7d/30d.
 
@@ -38,6 +40,11 @@ pub struct PullLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -51,13 +58,12 @@ pub struct Metrics {
     pub publish: Family<OutcomeLabels, Counter>,
     pub pull: Family<PullLabels, Counter>,
     pub download_duration: Family<KindLabels, Histogram>,
+    pub supply_artifacts: Family<NamespaceLabels, Gauge>,
+    pub supply_signed: Family<NamespaceLabels, Gauge>,
+    pub supply_provenance: Family<NamespaceLabels, Gauge>,
+    pub supply_sbom: Family<NamespaceLabels, Gauge>,
     pub gc: GcMetrics,
     pub storage: StorageMetrics,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NamespaceLabels {
-    pub namespace: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -219,10 +225,38 @@ impl Default for Metrics {
         gc.register(&mut registry);
         let storage = StorageMetrics::default();
         storage.register(&mut registry);
+        let supply_artifacts = Family::<NamespaceLabels, Gauge>::default();
+        let supply_signed = Family::<NamespaceLabels, Gauge>::default();
+        let supply_provenance = Family::<NamespaceLabels, Gauge>::default();
+        let supply_sbom = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "supply_artifacts",
+            "Artifacts (manifests that are not referrers) per namespace",
+            supply_artifacts.clone(),
+        );
+        registry.register(
+            "supply_signed_artifacts",
+            "Artifacts with a signature that counts under the namespace's trust store (M5 signing coverage)",
+            supply_signed.clone(),
+        );
+        registry.register(
+            "supply_provenance_artifacts",
+            "Artifacts with SLSA provenance that counts under the namespace's trust store",
+            supply_provenance.clone(),
+        );
+        registry.register(
+            "supply_sbom_artifacts",
+            "Artifacts with a signed SBOM that counts under the namespace's trust store",
+            supply_sbom.clone(),
+        );
         Metrics {
             gc,
             storage,
             registry,
+            supply_artifacts,
+            supply_signed,
+            supply_provenance,
+            supply_sbom,
             requests,
             request_duration,
             bytes_received,

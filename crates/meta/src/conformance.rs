@@ -14,6 +14,7 @@ use tokio::sync::Barrier;
 use crate::{MetaError, MetaStore, NewManifest, TagWrite};
 
 mod gc;
+mod trust;
 mod undelete;
 
 pub(crate) fn d(c: char) -> Digest {

@@ -4,7 +4,8 @@
 //! Owns: who points at what, decided inside transactions (a manifest and its tag land together or
 //! not at all; a manifest is accepted only if what it references exists). Callers hold the concrete
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
-//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`]). Called by the service layer; it never calls it back, and
+//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`], and for the supply chain [`Trust`]
+//! and [`Attestations`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -15,6 +16,7 @@
 
 mod postgres;
 mod sqlite;
+mod trust;
 mod usage;
 
 use std::path::Path;
@@ -22,6 +24,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bonded_types::{Digest, MediaType, RepoName, Tag, UploadId};
+
+pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -317,8 +321,11 @@ pub trait Tags: Send + Sync {
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
 }
 
-trait Backend: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage {}
-impl<T: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage> Backend for T {}
+trait Backend: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage + Trust + Attestations {}
+impl<T: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage + Trust + Attestations> Backend
+    for T
+{
+}
 
 /// Handle to the configured metadata backend. Cheap to clone.
 #[derive(Clone)]
@@ -363,6 +370,12 @@ impl MetaStore {
         &*self.backend
     }
     pub fn usage(&self) -> &dyn Usage {
+        &*self.backend
+    }
+    pub fn trust(&self) -> &dyn Trust {
+        &*self.backend
+    }
+    pub fn attestations(&self) -> &dyn Attestations {
         &*self.backend
     }
 }

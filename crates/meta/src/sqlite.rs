@@ -9,6 +9,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod trust;
+
 use async_trait::async_trait;
 use bonded_types::{Digest, RepoName, Tag, UploadId};
 use sqlx::sqlite::{

@@ -9,6 +9,8 @@ pub enum Missing {
     Blob,
     Manifest,
     Upload,
+    /// A key in a namespace's trust store.
+    TrustedKey,
 }
 
 /// Why a request is invalid, for `Error::Invalid`.
@@ -30,6 +32,8 @@ pub enum Invalid {
     Range { size: u64 },
     /// Any other malformed upload request.
     Upload(String),
+    /// A public key, key set or validity window that cannot be trusted as given.
+    Key(String),
 }
 
 /// The service's decisions. The HTTP edge maps each variant to a protocol error.
@@ -41,13 +45,17 @@ pub enum Error {
     Invalid(Invalid),
     #[error("{0}")]
     Denied(String),
+    /// A supply-chain policy refuses the request; the message names the rule.
+    #[error("{0}")]
+    PolicyViolation(String),
+    /// The request conflicts with what is stored (e.g. a key already in its key set, or
+    /// restoring a tag that exists).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("content too large: {0}")]
     TooLarge(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// The request contradicts the current state (e.g. restoring a tag that exists).
-    #[error("conflict: {0}")]
-    Conflict(String),
     /// Existed once but can no longer be had (e.g. a deletion past its undelete window).
     #[error("{0}")]
     Gone(String),

@@ -1,9 +1,11 @@
 //! The registry's rules, independent of any protocol.
 //!
 //! Owns: how an upload becomes a verified blob, what makes a manifest acceptable, tag immutability,
-//! listing and referrers, and when an unused blob may be deleted (garbage collection). Called by the HTTP edge (and tests) with parsed types from
-//! `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never imports axum or any HTTP
-//! type: errors are decisions ([`Error`]) that the edge maps to a protocol.
+//! listing and referrers, when an unused blob may be deleted (garbage collection, undelete,
+//! retention), and supply-chain trust and policy ([`supply`]). Called by the HTTP edge (and tests)
+//! with parsed types from `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never
+//! imports axum or any HTTP type: errors are decisions ([`Error`]) that the edge maps to a
+//! protocol.
 //!
 //! Invariant: a blob becomes visible in a repository only after its bytes were hashed and matched
 //! the digest the client claimed; a manifest only after everything it references is visible.
@@ -17,6 +19,7 @@ mod manifests;
 mod migration;
 mod retention;
 mod rules;
+pub mod supply;
 mod trash;
 mod uploads;
 

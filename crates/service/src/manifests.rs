@@ -10,6 +10,7 @@ use bytes::Bytes;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde_json::Value;
 
+use crate::supply::PolicyEvent;
 use crate::{Error, Invalid, Missing, Registry, Result};
 
 /// Layers clients are not expected to upload (Windows foreign layers).
@@ -25,6 +26,8 @@ const FOREIGN_LAYERS: &[&str] = &[
 pub struct PutManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    /// Supply-chain policies in warn mode that this push did not satisfy.
+    pub policy_warnings: Vec<String>,
 }
 
 /// A stored manifest, ready to serve.
@@ -33,6 +36,8 @@ pub struct ManifestBody {
     pub digest: Digest,
     pub media_type: MediaType,
     pub content: Bytes,
+    /// Supply-chain policies in warn mode that this pull did not satisfy.
+    pub policy_warnings: Vec<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -182,6 +187,15 @@ impl Registry {
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
         };
         let parsed = parse_manifest(content_type, &body)?;
+        // Tagging is what policy guards; pushes by digest (and referrers) are how an artifact
+        // gets signed and attested before that.
+        let policy_warnings = match reference {
+            Reference::Tag(_) if parsed.subject.is_none() => {
+                self.enforce_policy(repo, &digest, PolicyEvent::Push)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
         let tag = match reference {
             Reference::Tag(t) => {
                 let mode = if self.rules.tag_is_immutable(repo, t) {
@@ -207,6 +221,7 @@ impl Registry {
         Ok(PutManifest {
             digest,
             subject: parsed.subject,
+            policy_warnings,
         })
     }
 
@@ -227,17 +242,26 @@ impl Registry {
             Reference::Digest(d) => self.meta.manifests().get(repo, d).await?,
             Reference::Tag(t) => self.meta.manifests().get_tagged(repo, t).await?,
         };
-        match found {
-            Some(m) => {
-                self.note_pull(repo, &m.digest);
-                Ok(ManifestBody {
-                    digest: m.digest,
-                    media_type: m.media_type,
-                    content: Bytes::from(m.content),
-                })
-            }
-            None => Err(self.manifest_missing(repo).await),
-        }
+        let Some(m) = found else {
+            return Err(self.manifest_missing(repo).await);
+        };
+        self.note_pull(repo, &m.digest);
+        let event = match reference {
+            Reference::Tag(_) => PolicyEvent::PullByTag,
+            Reference::Digest(_) => PolicyEvent::PullByDigest,
+        };
+        // Referrers (signatures, attestations) are never gated: verifying needs them.
+        let policy_warnings = if m.subject.is_none() {
+            self.enforce_policy(repo, &m.digest, event).await?
+        } else {
+            Vec::new()
+        };
+        Ok(ManifestBody {
+            digest: m.digest,
+            media_type: m.media_type,
+            content: Bytes::from(m.content),
+            policy_warnings,
+        })
     }
 
     /// Deletes a tag (by tag) or a manifest and its tags (by digest). Immutable tags refuse both.

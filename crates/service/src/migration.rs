@@ -76,6 +76,21 @@ impl Registry {
         Ok(BlobImport::Copied)
     }
 
+    /// A stored manifest as it is, for copying: supply-chain policy does not gate migration.
+    pub async fn export_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(bonded_types::MediaType, bytes::Bytes)> {
+        let m = self
+            .meta
+            .manifests()
+            .get(repo, digest)
+            .await?
+            .ok_or(Error::NotFound(Missing::Manifest))?;
+        Ok((m.media_type, m.content.into()))
+    }
+
     /// Stores a manifest under its digest (and nothing else) unless it is already there.
     /// Returns whether it was imported.
     pub async fn import_manifest(

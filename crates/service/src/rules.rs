@@ -1,4 +1,5 @@
-//! Repository rules that come from configuration: tag immutability today.
+//! Repository rules that come from configuration: tag immutability, and the supply-chain
+//! policies compiled in `supply::policy`.
 
 use bonded_types::{RepoName, Tag};
 use globset::{Glob, GlobBuilder, GlobMatcher};
@@ -21,6 +22,8 @@ pub struct RulesError {
 #[derive(Debug, Default)]
 pub struct Rules {
     immutable: Vec<(GlobMatcher, GlobMatcher)>,
+    /// Supply-chain policy (signatures, provenance, SBOMs); see `supply::policy`.
+    pub(crate) policies: crate::supply::Policies,
 }
 
 pub(crate) fn glob(pattern: &str) -> Result<GlobMatcher, RulesError> {
@@ -41,7 +44,16 @@ impl Rules {
             .iter()
             .map(|r| Ok((glob(&r.repositories)?, glob(&r.tags)?)))
             .collect::<Result<_, RulesError>>()?;
-        Ok(Rules { immutable })
+        Ok(Rules {
+            immutable,
+            policies: Default::default(),
+        })
+    }
+
+    /// Adds supply-chain policy rules.
+    pub fn with_policies(mut self, policies: crate::supply::Policies) -> Rules {
+        self.policies = policies;
+        self
     }
 
     pub fn tag_is_immutable(&self, repo: &RepoName, tag: &Tag) -> bool {

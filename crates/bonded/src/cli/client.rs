@@ -276,4 +276,49 @@ impl Client {
         }
         Ok(resp.json().await?)
     }
+
+    /// Uploads a small in-memory blob (an envelope, an SBOM) unless the repository has it.
+    pub async fn upload_bytes(&self, repo: &RepoName, bytes: &[u8]) -> anyhow::Result<Digest> {
+        let digest = Digest::of(bonded_types::Algorithm::Sha256, bytes);
+        if self.blob_exists(repo, &digest).await? {
+            return Ok(digest);
+        }
+        let f = tempfile::NamedTempFile::new()?;
+        std::fs::write(f.path(), bytes)?;
+        self.upload_file(repo, f.path(), &digest, &ProgressBar::hidden())
+            .await?;
+        Ok(digest)
+    }
+
+    /// A management API call (`/api/v1/...`): JSON in, JSON out; its error envelope becomes the
+    /// error message.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    let e = v.get("error")?;
+                    Some(format!(
+                        "{}: {}",
+                        e.get("code")?.as_str()?,
+                        e.get("message")?.as_str()?
+                    ))
+                })
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            bail!("{path}: registry answered {status}: {msg}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("{path}: response is not JSON"))
+    }
 }

@@ -4,6 +4,7 @@ mod client;
 mod pull;
 mod push;
 mod reference;
+mod supply;
 
 use std::process::ExitCode;
 
@@ -60,11 +61,14 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    #[command(flatten)]
+    Supply(supply::SupplyCommand),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClientCommand::Push(args) => push::run(args).await,
+        ClientCommand::Supply(cmd) => supply::run(cmd).await,
         ClientCommand::Pull(args) => pull::run(args).await,
         ClientCommand::Ls { registry, conn } => {
             let client = Client::new(registry.trim_end_matches('/'), conn.plain_http)?;
@@ -93,6 +97,19 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             let m = client.get_manifest(&r.repo, r.require_reference()?).await?;
             let doc: Value = serde_json::from_slice(&m.bytes).context("manifest is not JSON")?;
             let referrers = client.referrers(&r.repo, &m.digest).await?;
+            // Signatures, attestations, SBOMs and policy verdicts as this registry judges them
+            // (null for a registry without bonded's management API).
+            let supply = client
+                .api(
+                    reqwest::Method::GET,
+                    &format!(
+                        "/api/v1/supply/artifact?repository={}&reference={}",
+                        r.repo, m.digest
+                    ),
+                    None,
+                )
+                .await
+                .ok();
             let out = serde_json::json!({
                 "reference": r.to_string(),
                 "digest": m.digest.to_string(),
@@ -100,6 +117,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 "size": m.bytes.len(),
                 "manifest": doc,
                 "referrers": referrers.get("manifests").cloned().unwrap_or(Value::Array(vec![])),
+                "supply": supply,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
