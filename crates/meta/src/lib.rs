@@ -4,7 +4,8 @@
 //! Owns: who points at what, decided inside transactions (a manifest and its tag land together or
 //! not at all; a manifest is accepted only if what it references exists). Callers hold the concrete
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
-//! [`Uploads`], [`Manifests`], [`Tags`]). Called by the service layer; it never calls it back, and
+//! [`Uploads`], [`Manifests`], [`Tags`]; for access control and audit [`Accounts`], [`Grants`],
+//! [`SigningKeys`], [`Audit`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -13,6 +14,7 @@
 //!
 //! Invariant: every write that spans rows is one transaction; nothing half-written is visible.
 
+pub mod auth;
 mod postgres;
 mod sqlite;
 
@@ -21,6 +23,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bonded_types::{Digest, MediaType, RepoName, Tag, UploadId};
+
+pub use auth::{
+    chain_hash, AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord,
+    Checkpoint, GrantRecord, Grants, SigningKeyRecord, SigningKeys,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -178,8 +185,14 @@ pub trait Tags: Send + Sync {
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
 }
 
-trait Backend: Repos + Blobs + Uploads + Manifests + Tags {}
-impl<T: Repos + Blobs + Uploads + Manifests + Tags> Backend for T {}
+trait Backend:
+    Repos + Blobs + Uploads + Manifests + Tags + Accounts + Grants + SigningKeys + Audit
+{
+}
+impl<T> Backend for T where
+    T: Repos + Blobs + Uploads + Manifests + Tags + Accounts + Grants + SigningKeys + Audit
+{
+}
 
 /// Handle to the configured metadata backend. Cheap to clone.
 #[derive(Clone)]
@@ -220,6 +233,18 @@ impl MetaStore {
     pub fn tags(&self) -> &dyn Tags {
         &*self.backend
     }
+    pub fn accounts(&self) -> &dyn Accounts {
+        &*self.backend
+    }
+    pub fn grants(&self) -> &dyn Grants {
+        &*self.backend
+    }
+    pub fn signing_keys(&self) -> &dyn SigningKeys {
+        &*self.backend
+    }
+    pub fn audit(&self) -> &dyn Audit {
+        &*self.backend
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -231,3 +256,5 @@ pub(crate) fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_auth;

@@ -16,6 +16,8 @@
 //! in digest order, so our own transactions should not deadlock; should PostgreSQL still report a
 //! deadlock or serialization failure, the transaction is retried a few times.
 
+mod access;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;

@@ -1,6 +1,8 @@
 //! SQLite backend. One writer connection (SQLite allows one writer; a single connection avoids
 //! lock-upgrade deadlocks between our own transactions) and a pool of readers over WAL.
 
+mod access;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
