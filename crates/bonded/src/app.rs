@@ -7,6 +7,8 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use bonded_http::metrics::Metrics;
 use bonded_http::AppState;
+use bonded_service::audit::Auditor;
+use bonded_service::auth::{Auth, AuthConfig, Keys};
 use bonded_service::{BlobStore, ImmutableTagRule, Limits, MetaStore, Registry, Rules, S3Options};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -16,6 +18,8 @@ use crate::config::{redact_url, Config, MetadataBackend};
 pub struct App {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
+    pub auth: Option<Auth>,
+    pub audit: Option<Auditor>,
     config: Config,
 }
 
@@ -72,9 +76,39 @@ impl App {
                 .redirect
                 .then(|| Duration::from_secs(config.storage.redirect_expiry_secs)),
         };
+        let ttl = Duration::from_secs(config.auth.token_ttl_secs);
+        let (auth, audit) = if config.auth.enabled || config.audit.enabled {
+            let keys = Keys::open(meta.clone(), ttl)
+                .await
+                .map_err(|e| anyhow::anyhow!("token signing keys: {e}"))?;
+            let auditor = Auditor::new(
+                meta.clone(),
+                keys.clone(),
+                config.audit.pulls,
+                config.audit.checkpoint_every,
+            );
+            let auth = config.auth.enabled.then(|| {
+                Auth::new(
+                    meta.clone(),
+                    AuthConfig {
+                        service: config.auth.service.clone(),
+                        token_ttl: ttl,
+                        login_max_failures: config.auth.login_max_failures,
+                        login_window: Duration::from_secs(config.auth.login_window_secs),
+                    },
+                    keys,
+                    auditor.clone(),
+                )
+            });
+            (auth, config.audit.enabled.then_some(auditor))
+        } else {
+            (None, None)
+        };
         Ok(App {
             registry: Registry::new(blobs, meta, rules, limits),
             metrics: Arc::new(Metrics::default()),
+            auth,
+            audit,
             config: config.clone(),
         })
     }
@@ -87,13 +121,17 @@ impl App {
             .await
             .with_context(|| format!("binding {addr} (is another registry running there?)"))?;
         let bound = listener.local_addr()?;
-        if !bound.ip().is_loopback() {
-            warn!(%bound, "listening on a non-loopback address: anyone who can reach it can push and delete");
+        if !bound.ip().is_loopback() && self.auth.is_none() {
+            warn!(%bound, "access control is off on a non-loopback address: anyone who can reach it can push and delete");
         }
+        self.bootstrap_admin(bound).await?;
         self.spawn_upload_sweeper();
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
+            auth: self.auth.clone(),
+            audit: self.audit.clone(),
+            realm: (!self.config.auth.realm.is_empty()).then(|| self.config.auth.realm.clone()),
         });
         println!("bonded listening on http://{bound}");
         info!(%bound, data_dir = %self.config.data_dir.display(), "bonded started");
@@ -104,10 +142,44 @@ impl App {
                 warn!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")?;
+        Ok(())
+    }
+
+    /// On a registry without accounts, creates the system admin `admin` with the password from
+    /// `auth.admin_password_file` or `BONDED_ADMIN_PASSWORD`, else a generated one printed once.
+    async fn bootstrap_admin(&self, bound: std::net::SocketAddr) -> anyhow::Result<()> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        let given = match &self.config.auth.admin_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!("reading auth.admin_password_file {}", path.display())
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => std::env::var("BONDED_ADMIN_PASSWORD").ok(),
+        };
+        let generated = auth
+            .bootstrap_admin(given)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the first admin account: {e}"))?;
+        if let Some(password) = generated {
+            // Shown once, on stdout only (never logged); it cannot be recovered later.
+            println!(
+                "created the system admin account \"admin\" with password: {password}\n\
+                 log in with: echo '<password>' | bonded login {bound} -u admin --password-stdin\n\
+                 (this password is shown only now; set BONDED_ADMIN_PASSWORD or \
+                 auth.admin_password_file to choose it instead)"
+            );
+        }
         Ok(())
     }
 

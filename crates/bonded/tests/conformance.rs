@@ -626,18 +626,26 @@ fn index_manifests(r: &Resp) -> Vec<Value> {
 struct Reg {
     server: common::Server,
     http: reqwest::Client,
+    /// With `BONDED_TEST_AUTH=on` the registry has access control on and every request
+    /// authenticates as the admin (HTTP Basic).
+    auth: bool,
 }
 
 impl Reg {
     fn start(env: &[(&str, &str)]) -> Reg {
-        let server = common::Server::start_with(env);
+        let auth = common::auth_on();
+        let server = if auth {
+            common::Server::start_auth(env)
+        } else {
+            common::Server::start_with(env)
+        };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
             .user_agent("distribution-spec-conformance-tests")
             .build()
             .expect("reqwest client");
-        Reg { server, http }
+        Reg { server, http, auth }
     }
 
     async fn send(
@@ -653,6 +661,9 @@ impl Reg {
             self.server.url(target)
         };
         let mut rb = self.http.request(method.clone(), &url);
+        if self.auth {
+            rb = rb.basic_auth("admin", Some(common::ADMIN_PASSWORD));
+        }
         for (k, v) in headers {
             rb = rb.header(*k, *v);
         }

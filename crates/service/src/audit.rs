@@ -12,7 +12,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use bonded_meta::{chain_hash, AuditEntry, AuditQuery, AuditRecord, Checkpoint, MetaStore};
+use bonded_meta::{chain_hash, Checkpoint, MetaStore};
+pub use bonded_meta::{AuditEntry, AuditQuery, AuditRecord};
 
 use crate::auth::Keys;
 use crate::now_ms;

@@ -67,6 +67,8 @@ impl Server {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            // Tests not about access control run an open registry; `auth_env` turns it on.
+            .env("BONDED_AUTH__ENABLED", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -97,6 +99,13 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
         }
+    }
+
+    /// Starts a server with access control on and the admin password [`ADMIN_PASSWORD`].
+    pub fn start_auth(env: &[(&str, &str)]) -> Server {
+        let mut all = auth_env().to_vec();
+        all.extend_from_slice(env);
+        Self::start_with(&all)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,6 +139,23 @@ impl Drop for Server {
             drop_database(&self.data_dir);
         }
     }
+}
+
+/// The first admin's password on servers started with [`auth_env`].
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// Environment that turns access control on, with a known admin password.
+pub fn auth_env() -> [(&'static str, &'static str); 2] {
+    [
+        ("BONDED_AUTH__ENABLED", "true"),
+        ("BONDED_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ]
+}
+
+/// True when the suite is asked to run with access control on (`BONDED_TEST_AUTH=on`): the OCI
+/// conformance tests then authenticate as the admin.
+pub fn auth_on() -> bool {
+    matches!(std::env::var("BONDED_TEST_AUTH").as_deref(), Ok("on"))
 }
 
 /// Several `bonded serve` processes sharing one PostgreSQL database and one S3 prefix, the way

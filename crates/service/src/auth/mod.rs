@@ -18,7 +18,8 @@ pub mod token;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bonded_meta::{AccountKind, AccountRecord, AuditEntry, GrantRecord, MetaError, MetaStore};
+pub use bonded_meta::{AccountKind, GrantRecord};
+use bonded_meta::{AccountRecord, AuditEntry, MetaError, MetaStore};
 use bonded_types::RepoName;
 
 pub use keys::Keys;
@@ -141,7 +142,15 @@ pub struct Auth {
     keys: Keys,
     limiter: Arc<limiter::Limiter>,
     audit: Auditor,
+    /// (name, SHA-256 of a secret) → the stored hash it was verified against. Lets HTTP Basic on
+    /// every request skip argon2 while the account's stored hash is unchanged; the account row
+    /// (revocation, expiry) is still read every time.
+    verified: Arc<std::sync::Mutex<VerifiedCache>>,
 }
+
+/// (account name, SHA-256 of the secret) → the stored hash it matched.
+type VerifiedCache = std::collections::HashMap<(String, [u8; 32]), String>;
+const VERIFIED_CACHE_MAX: usize = 10_000;
 
 fn valid_account_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -184,6 +193,7 @@ impl Auth {
             keys,
             limiter: Arc::new(limiter),
             audit,
+            verified: Arc::default(),
         }
     }
 
@@ -257,7 +267,22 @@ impl Auth {
             .as_ref()
             .map(|a| a.secret_hash.clone())
             .unwrap_or_else(|| secret::decoy_hash().to_string());
-        let matches = verify_blocking(secret.to_string(), hash).await?;
+        let cache_key = (name.to_string(), sha256(secret));
+        let cached = account.is_some()
+            && self
+                .verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&cache_key)
+                .is_some_and(|h| *h == hash);
+        let matches = cached || verify_blocking(secret.to_string(), hash.clone()).await?;
+        if matches && !cached && account.is_some() {
+            let mut v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if v.len() >= VERIFIED_CACHE_MAX {
+                v.clear();
+            }
+            v.insert(cache_key, hash);
+        }
         let now = now_ms();
         let refusal = match &account {
             _ if !matches => Some("wrong name or secret"),
@@ -686,6 +711,11 @@ fn info(a: AccountRecord) -> AccountInfo {
         expires_at_ms: a.expires_at_ms,
         revoked_at_ms: a.revoked_at_ms,
     }
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(s.as_bytes()).into()
 }
 
 /// argon2 is deliberately slow; keep it off the async workers.
