@@ -417,7 +417,7 @@ async fn attacks_are_refused_with_the_right_codes() {
             None,
         )
         .await;
-    r.refused(401, "UNAUTHORIZED", "token without the scope alice holds");
+    r.refused(403, "DENIED", "token without the scope alice holds");
     assert!(r.header("www-authenticate").contains("insufficient_scope"));
     assert_eq!(
         reg.push("team-a/app", "v2", &Cred::Bearer(&alice_a), "c")

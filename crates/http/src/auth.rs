@@ -286,7 +286,7 @@ pub(crate) async fn authorize(
                 return Ok(Caller::Token(Arc::new(claims)));
             }
             // The token does not carry this. If its holder may do it, a new token with the right
-            // scope will: challenge. If not, no token will: deny.
+            // scope will: deny with a challenge for that scope. If not, no token will: deny.
             if claims.sub.is_empty() {
                 return Err(challenge(
                     state,
@@ -299,14 +299,19 @@ pub(crate) async fn authorize(
             let principal = auth.principal_of(&claims).await.map_err(fail)?;
             let access = auth.access(&principal).await.map_err(fail)?;
             if access.allows(*a, r) {
-                Err(challenge(
+                // RFC 6750 §3.1: insufficient scope is a 403, with the challenge naming the
+                // scope a new token needs (clients such as oras-py refresh on exactly this).
+                let mut e = challenge(
                     state,
                     headers,
                     need,
                     Some("insufficient_scope"),
                     "the token does not grant this; request one with the scope in the challenge"
                         .into(),
-                ))
+                );
+                e.status = StatusCode::FORBIDDEN;
+                e.code = Code::Denied;
+                Err(e)
             } else {
                 Err(denied(principal.name(), need))
             }

@@ -50,7 +50,16 @@ async fn fail(resp: Response, what: &str) -> anyhow::Error {
                 e.get("message").and_then(Value::as_str).unwrap_or("")
             ))
         })
-        .unwrap_or_else(|| body.chars().take(200).collect());
+        .unwrap_or_else(|| match status {
+            // HEAD answers carry no body: name the spec's code.
+            StatusCode::UNAUTHORIZED if body.is_empty() => {
+                "UNAUTHORIZED: authentication required (run `bonded login`)".into()
+            }
+            StatusCode::FORBIDDEN if body.is_empty() => {
+                "DENIED: requested access to the resource is denied".into()
+            }
+            _ => body.chars().take(200).collect(),
+        });
     anyhow!("{what}: registry answered {status}: {detail}")
 }
 

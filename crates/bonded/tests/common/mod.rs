@@ -228,6 +228,31 @@ pub fn drop_database(shared: &Path) {
         .output();
 }
 
+/// Runs SQL against the metadata database of the server whose data directory is `data_dir`,
+/// behind bonded's back (to test tamper detection): `sqlite3` or `psql`, as the backend is.
+pub fn sql(data_dir: &Path, statement: &str) {
+    let out = if s3_postgres() {
+        let base = postgres_url();
+        let (prefix, _) = base.rsplit_once('/').expect("database URL ends in /<db>");
+        Command::new("psql")
+            .arg(format!("{prefix}/{}", db_name(data_dir)))
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", statement])
+            .output()
+            .expect("run psql")
+    } else {
+        Command::new("sqlite3")
+            .arg(data_dir.join("bonded.db"))
+            .arg(statement)
+            .output()
+            .expect("run sqlite3 (install it with scripts/install-test-tools.sh)")
+    };
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// True when the suite runs on S3 + PostgreSQL.
 pub fn s3_postgres() -> bool {
     match std::env::var("BONDED_TEST_BACKEND").as_deref() {
