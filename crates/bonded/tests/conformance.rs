@@ -2539,7 +2539,14 @@ impl Raw {
 async fn raw_http(addr: &str, head: &str, body: &[u8], truncate: bool) -> Raw {
     let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut rd, mut wr) = s.into_split();
-    let mut req = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes();
+    let auth = if common::auth_on() {
+        let basic = b64(format!("admin:{}", common::ADMIN_PASSWORD).as_bytes());
+        format!("\r\nAuthorization: Basic {basic}")
+    } else {
+        String::new()
+    };
+    let mut req =
+        format!("{head}{auth}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes();
     req.extend_from_slice(body);
     // Written concurrently with reading, so a server that answers before reading the whole body
     // (and then stops reading) cannot dead-lock the test; write errors after an early answer
@@ -3099,9 +3106,11 @@ async fn oversized_manifest_413_reaches_a_client_that_streams_the_body() {
     // times: every attempt must see the answer.
     let mut failures = Vec::new();
     for attempt in 1..=5 {
-        let result = reg
-            .http
-            .put(&url)
+        let mut rb = reg.http.put(&url);
+        if reg.auth {
+            rb = rb.basic_auth("admin", Some(common::ADMIN_PASSWORD));
+        }
+        let result = rb
             .header("Content-Type", OCI_MANIFEST)
             .body(doc.clone())
             .send()

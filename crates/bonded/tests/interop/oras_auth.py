@@ -1,5 +1,6 @@
 """oras-py against an auth-enabled bonded: log in, push and pull an artifact through the bearer
-token flow; a wrong password must not push.
+token flow. (Wrong credentials are tested with skopeo and raw HTTP: oras-py retries a refused push
+with back-off for minutes.)
 
 Usage: oras_auth.py REGISTRY REPO USERNAME PASSWORD WORKDIR
 Prints "ok" and exits 0 when every check passed; exits 1 with a message otherwise.
@@ -35,15 +36,6 @@ def main():
     if got != payload:
         fail(f"pulled bytes differ from pushed ones ({files})")
 
-    intruder = oras.client.OrasClient(hostname=registry, insecure=True)
-    intruder.login(username=user, password="wrong-" + password, hostname=registry,
-                   config_path=os.path.join(work, "intruder.json"))
-    try:
-        r = intruder.push(target=f"{registry}/{repo}:intruder", files=["model.bin"])
-        if r.status_code in (200, 201):
-            fail("a wrong password pushed")
-    except Exception:
-        pass  # refused, as it must be
     print("ok")
 
 
