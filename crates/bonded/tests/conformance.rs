@@ -2545,8 +2545,7 @@ async fn raw_http(addr: &str, head: &str, body: &[u8], truncate: bool) -> Raw {
     } else {
         String::new()
     };
-    let mut req =
-        format!("{head}{auth}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes();
+    let mut req = format!("{head}{auth}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes();
     req.extend_from_slice(body);
     // Written concurrently with reading, so a server that answers before reading the whole body
     // (and then stops reading) cannot dead-lock the test; write errors after an early answer

@@ -280,10 +280,10 @@ pub(crate) async fn authorize(
                 challenge(state, headers, need, Some("invalid_token"), e.to_string())
             })?;
             let Need::Repo(a, r) = need else {
-                return Ok(Caller::Token(Arc::new(claims)));
+                return Ok(Caller::Token(claims));
             };
             if claims.allows(*a, r) {
-                return Ok(Caller::Token(Arc::new(claims)));
+                return Ok(Caller::Token(claims));
             }
             // The token does not carry this. If its holder may do it, a new token with the right
             // scope will: deny with a challenge for that scope. If not, no token will: deny.

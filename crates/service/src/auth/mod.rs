@@ -146,6 +146,8 @@ pub struct Auth {
     /// every request skip argon2 while the account's stored hash is unchanged; the account row
     /// (revocation, expiry) is still read every time.
     verified: Arc<std::sync::Mutex<VerifiedCache>>,
+    /// Bearer tokens whose signature verified, until they expire.
+    tokens: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Claims>>>>,
 }
 
 /// (account name, SHA-256 of the secret) → the stored hash it matched.
@@ -194,6 +196,7 @@ impl Auth {
             limiter: Arc::new(limiter),
             audit,
             verified: Arc::default(),
+            tokens: Arc::default(),
         }
     }
 
@@ -425,15 +428,39 @@ impl Auth {
         })
     }
 
-    /// Checks a bearer token's signature, expiry and audience.
-    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Checks a bearer token's signature, expiry and audience. A token whose signature was
+    /// checked once is remembered until it expires, so a client reusing its token (every pull of
+    /// a deploy) costs a map lookup rather than an Ed25519 verification.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        let now = now_ms() / 1000;
+        let cached = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(claims) = cached {
+            if claims.exp <= now {
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
         let kid = token::kid(token)?;
         let key = self
             .keys
             .public(&kid, true)
             .await
             .ok_or(TokenError::UnknownKey)?;
-        token::verify(token, &key, &self.cfg.service, now_ms() / 1000)
+        let claims = Arc::new(token::verify(token, &key, &self.cfg.service, now)?);
+        let mut cache = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.retain(|_, c| c.exp > now);
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_string(), claims.clone());
+        Ok(claims)
     }
 
     /// The principal a verified token speaks for, looked up again (for decisions the token
