@@ -75,8 +75,12 @@ pub fn claims(token: &str) -> Value {
 
 impl Reg {
     pub fn start(env: &[(&str, &str)]) -> Reg {
+        Reg::with(Server::start_auth(env))
+    }
+
+    fn with(server: Server) -> Reg {
         Reg {
-            server: Server::start_auth(env),
+            server,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -695,7 +699,12 @@ async fn pull(reg: &Reg, token: &str) -> Resp {
 
 #[tokio::test]
 async fn expired_tokens_are_refused_and_key_rotation_keeps_old_tokens_valid() {
-    let reg = Reg::start(&[("BONDED_AUTH__TOKEN_TTL_SECS", "30")]);
+    // A data directory of the test's own, so the server can be restarted on it.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut env = common::auth_env().to_vec();
+    env.push(("BONDED_AUTH__TOKEN_TTL_SECS", "30"));
+    let reg = Reg::with(Server::start_in(&data, &env));
     reg.user("alice", "alice-password").await;
     reg.grant("team-a/", "alice", "developer").await;
     let admin = Cred::Basic("admin", ADMIN_PASSWORD);
@@ -722,10 +731,9 @@ async fn expired_tokens_are_refused_and_key_rotation_keeps_old_tokens_valid() {
     assert_eq!(pull(&reg, &new).await.status, 200);
 
     // The keys persist: after a restart both tokens still verify.
-    let data = reg.server.data_dir.clone();
     let mut reg = reg;
     reg.server.kill();
-    reg.server = Server::start_in(&data, &common::auth_env());
+    reg.server = Server::start_in(&data, &env);
     assert_eq!(
         pull(&reg, &old).await.status,
         200,
@@ -748,6 +756,10 @@ async fn expired_tokens_are_refused_and_key_rotation_keeps_old_tokens_valid() {
     let r = pull(&reg, &old).await;
     r.refused(401, "UNAUTHORIZED", "expired token");
     assert!(r.body.contains("expired"), "{}", r.body);
+    drop(reg);
+    if common::s3_postgres() {
+        common::drop_database(&data);
+    }
 }
 
 #[tokio::test]
