@@ -561,6 +561,33 @@ async fn attacks_are_refused_with_the_right_codes() {
         .await;
     assert_eq!(st, 401, "revoked robot at the token endpoint");
 
+    // An expired robot is refused too (its expiry moved into the past behind bonded's back).
+    let r = reg
+        .admin(
+            Method::POST,
+            "/robots",
+            Some(json!({"name": "old-ci", "expires_in_days": 30})),
+        )
+        .await;
+    let old_secret = r.json()["secret"].as_str().unwrap().to_string();
+    reg.grant("team-a/", "old-ci", "reader").await;
+    let pull_as_old = || {
+        reg.call(
+            Method::GET,
+            "/v2/team-a/app/manifests/v1",
+            Cred::Basic("old-ci", &old_secret),
+            None,
+        )
+    };
+    assert_eq!(pull_as_old().await.status, 200);
+    common::sql(
+        &reg.server.data_dir,
+        "UPDATE accounts SET expires_at = 1 WHERE name = 'old-ci'",
+    );
+    pull_as_old()
+        .await
+        .refused(401, "UNAUTHORIZED", "expired robot");
+
     // Management API: only system admins, errors in the documented envelope.
     let r = reg
         .call(
