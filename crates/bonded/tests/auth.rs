@@ -376,6 +376,21 @@ async fn attacks_are_refused_with_the_right_codes() {
         )
         .await;
     assert_eq!(r.status, 200, "bob pulls with his token: {}", r.body);
+    // The refusal is in the audit log, under bob's name.
+    let r = reg
+        .admin(Method::GET, "/audit?actor=bob&action=delete", None)
+        .await;
+    let e = &r.json()["entries"][0];
+    assert_eq!(
+        (
+            e["repository"].as_str(),
+            e["target"].as_str(),
+            e["outcome"].as_str()
+        ),
+        (Some("team-a/app"), Some("v1"), Some("denied")),
+        "{}",
+        r.body
+    );
     // Bob with Basic on /v2 directly: pull works, push is DENIED.
     let r = reg
         .call(

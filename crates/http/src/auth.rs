@@ -138,6 +138,26 @@ fn credentials(headers: &HeaderMap) -> Credentials {
     }
 }
 
+/// The account name in credentials that were already verified (Basic user, token `sub`).
+/// Only for labelling: never an authentication decision.
+pub(crate) fn verified_name(headers: &HeaderMap) -> Option<String> {
+    match credentials(headers) {
+        Credentials::Basic(user, _) => Some(user),
+        Credentials::Bearer(token) => {
+            let payload = token.split('.').nth(1)?;
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            v.get("sub")?
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        }
+        Credentials::None | Credentials::Malformed => None,
+    }
+}
+
 /// The token endpoint's URL: configured, or this server as the client reached it.
 fn realm(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(r) = &state.realm {

@@ -175,7 +175,14 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
                     Err(e) => {
                         let event = audit_event(&state, &ep, &method);
                         if let (Some(entry), Some(audit)) = (event, &state.audit) {
-                            let entry = outcome(entry, "unauthenticated", &source, Err(&e));
+                            // A 403 comes only after the credentials were verified, so the
+                            // name they carry is who was refused; a 401 names nobody.
+                            let actor = match e.status {
+                                StatusCode::FORBIDDEN => auth::verified_name(&parts.headers),
+                                _ => None,
+                            };
+                            let actor = actor.as_deref().unwrap_or("unauthenticated");
+                            let entry = outcome(entry, actor, &source, Err(&e));
                             audit.record(entry).await;
                         }
                         Err(e)
