@@ -721,11 +721,54 @@ async fn every_role_may_do_exactly_its_actions() {
             .await;
         r.refused(403, "DENIED", &format!("{role} outside its namespace"));
 
-        // Management stays with system admins, whatever the namespace role.
-        let r = reg
+        // Manage: only the namespace admin may grant, and only inside its namespace.
+        let grant = |ns: &str| {
+            let body = json!({"namespace": ns, "subject": "u-reader", "role": "reader"});
+            reg.call(
+                Method::POST,
+                "/api/v1/grants",
+                clone(&me),
+                Some(("application/json", body.to_string().into_bytes())),
+            )
+        };
+        let inside = grant(&format!("ns-{role}/sub/")).await;
+        let outside = grant("elsewhere/").await;
+        let listed = reg
             .call(Method::GET, "/api/v1/grants", clone(&me), None)
             .await;
-        assert_eq!(r.status, 403, "{role} manage");
+        if role == "admin" {
+            assert_eq!(inside.status, 201, "admin grants inside: {}", inside.body);
+            assert_eq!(
+                outside.status, 403,
+                "admin grants outside: {}",
+                outside.body
+            );
+            let namespaces: Vec<String> = listed.json()["grants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["namespace"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                namespaces,
+                ["ns-admin/", "ns-admin/sub/"],
+                "a namespace admin sees its own"
+            );
+        } else {
+            for r in [&inside, &outside, &listed] {
+                assert_eq!(
+                    (r.status, r.json()["error"]["code"].as_str()),
+                    (403, Some("FORBIDDEN")),
+                    "{role} manage: {}",
+                    r.body
+                );
+            }
+        }
+        // Accounts stay with system admins.
+        let r = reg
+            .call(Method::GET, "/api/v1/users", clone(&me), None)
+            .await;
+        assert_eq!(r.status, 403, "{role} lists users");
     }
 }
 

@@ -83,7 +83,7 @@ pub enum ClientCommand {
     /// Manage robot accounts for CI and deployments (system admins).
     #[command(subcommand)]
     Robot(manage::RobotCommand),
-    /// Grant and revoke roles on namespaces (system admins).
+    /// Grant and revoke roles on namespaces (system admins; namespace admins inside theirs).
     #[command(subcommand)]
     Grant(manage::GrantCommand),
     /// Rotate the token signing key (system admins).

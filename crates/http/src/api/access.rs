@@ -1,5 +1,6 @@
 //! `/api/v1/users`, `/api/v1/robots`, `/api/v1/grants`, `/api/v1/signing-keys`: accounts, role
-//! grants and token signing keys. System admins only.
+//! grants and token signing keys. System admins only, except that namespace admins manage the
+//! grants inside their namespace (decided by the service).
 
 use std::time::Duration;
 

@@ -1,13 +1,14 @@
-//! Account, grant and signing-key management (the `/api/v1` operations). System admins only;
-//! every change is recorded in the audit log.
+//! Account, grant and signing-key management (the `/api/v1` operations). System admins manage
+//! everything; a namespace's admins manage the grants inside it. Every change is recorded in the
+//! audit log.
 
 use std::time::Duration;
 
 use bonded_meta::{AccountKind, AccountRecord, GrantRecord, MetaError};
 
 use super::{
-    hash_blocking, info, not_found, require_admin, secret, valid_account_name, AccountInfo, Auth,
-    AuthError, Namespace, NewRobot, Principal, Result, Role, ANONYMOUS,
+    hash_blocking, info, not_found, require_admin, secret, valid_account_name, AccountInfo, Action,
+    Auth, AuthError, Namespace, NewRobot, Principal, Result, Role, ANONYMOUS,
 };
 use crate::now_ms;
 
@@ -146,8 +147,8 @@ impl Auth {
         role: &str,
         source: &str,
     ) -> Result<()> {
-        require_admin(by)?;
-        namespace.parse::<Namespace>().map_err(AuthError::Invalid)?;
+        let ns: Namespace = namespace.parse().map_err(AuthError::Invalid)?;
+        self.require_manager(by, &ns).await?;
         let role: Role = role.parse().map_err(AuthError::Invalid)?;
         if subject != ANONYMOUS && self.meta.accounts().get(subject).await?.is_none() {
             return Err(AuthError::NotFound(format!(
@@ -188,7 +189,8 @@ impl Auth {
         subject: &str,
         source: &str,
     ) -> Result<()> {
-        require_admin(by)?;
+        let ns: Namespace = namespace.parse().map_err(AuthError::Invalid)?;
+        self.require_manager(by, &ns).await?;
         self.meta
             .grants()
             .remove(namespace, subject)
@@ -207,9 +209,45 @@ impl Auth {
         Ok(())
     }
 
+    /// Every grant for a system admin; for a namespace admin, the grants inside the namespaces
+    /// it manages.
     pub async fn grants(&self, by: &Principal) -> Result<Vec<GrantRecord>> {
-        require_admin(by)?;
-        Ok(self.meta.grants().list().await?)
+        let all = self.meta.grants().list().await?;
+        if by.is_system_admin() {
+            return Ok(all);
+        }
+        let managed = self.managed(by).await?;
+        if managed.is_empty() {
+            return Err(not_manager(by));
+        }
+        Ok(all
+            .into_iter()
+            .filter(|g| {
+                g.namespace
+                    .parse::<Namespace>()
+                    .is_ok_and(|n| managed.iter().any(|m| m.covers(&n)))
+            })
+            .collect())
+    }
+
+    /// Namespaces `by` holds the admin role on.
+    async fn managed(&self, by: &Principal) -> Result<Vec<Namespace>> {
+        let access = self.access(by).await?;
+        Ok(access
+            .grants
+            .into_iter()
+            .filter(|(_, role)| role.allows(Action::Manage))
+            .map(|(ns, _)| ns)
+            .collect())
+    }
+
+    /// System admins manage every grant; a namespace admin those inside its namespace.
+    async fn require_manager(&self, by: &Principal, ns: &Namespace) -> Result<()> {
+        if by.is_system_admin() || self.managed(by).await?.iter().any(|m| m.covers(ns)) {
+            Ok(())
+        } else {
+            Err(not_manager(by))
+        }
     }
 
     /// Rotates the token signing key; tokens signed by the old one stay valid until they expire.
@@ -220,4 +258,12 @@ impl Auth {
             .await;
         Ok(kid)
     }
+}
+
+fn not_manager(by: &Principal) -> AuthError {
+    AuthError::Forbidden(format!(
+        "{} may not manage grants here: only system admins, and admins of a namespace for \
+         grants inside it",
+        by.name()
+    ))
 }

@@ -132,6 +132,26 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// Whether every repository `other` (a namespace pattern) can match is also matched by this
+    /// namespace — judged on the pattern text, conservatively: an exact match, a prefix
+    /// (`team-a/`, or a glob of the form `team-a/**`) that `other` starts with, or `**`.
+    pub fn covers(&self, other: &Namespace) -> bool {
+        if self.text == other.text || self.text == "**" {
+            return true;
+        }
+        let prefix = match &self.kind {
+            NamespaceKind::Prefix(p) => Some(p.as_str()),
+            NamespaceKind::Glob(_) => self
+                .text
+                .strip_suffix("**")
+                .filter(|p| p.ends_with('/') && !p.contains(['*', '?', '[', '{'])),
+            NamespaceKind::Exact(_) => None,
+        };
+        prefix.is_some_and(|p| other.text.starts_with(p))
+    }
+}
+
 impl PartialEq for Namespace {
     fn eq(&self, other: &Namespace) -> bool {
         self.text == other.text
@@ -331,6 +351,30 @@ mod tests {
                 trick.parse::<RepoName>().is_err(),
                 "{trick:?} must not parse"
             );
+        }
+    }
+
+    #[test]
+    fn a_namespace_covers_only_patterns_inside_it() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("team-a/", "team-a/", true),
+            ("team-a/", "team-a/app", true),
+            ("team-a/", "team-a/sub/", true),
+            ("team-a/", "team-a/**", true),
+            ("team-a/", "team-ab/", false),
+            ("team-a/", "**", false),
+            ("ml/**", "ml/recsys", true),
+            ("ml/**", "ml/x/", true),
+            ("ml/**", "mlx/", false),
+            ("apps/*/prod", "apps/*/prod", true),
+            ("apps/*/prod", "apps/web/prod", false),
+            ("team-a/app", "team-a/app", true),
+            ("team-a/app", "team-a/app2", false),
+            ("**", "anything/", true),
+        ];
+        for (outer, inner, want) in cases {
+            let (o, i): (Namespace, Namespace) = (outer.parse().unwrap(), inner.parse().unwrap());
+            assert_eq!(o.covers(&i), *want, "{outer} covers {inner}");
         }
     }
 
