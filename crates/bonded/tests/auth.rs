@@ -920,3 +920,43 @@ fn first_start_creates_an_admin_and_prints_how_to_log_in() {
         );
     }
 }
+
+/// Signed checkpoints catch what the chain alone cannot: a tail cut off together with the head
+/// row rewritten to match, and a forged checkpoint.
+#[tokio::test]
+async fn signed_checkpoints_catch_a_rewritten_tail() {
+    let reg = Reg::start(&[("BONDED_AUDIT__CHECKPOINT_EVERY", "3")]);
+    for i in 0..7 {
+        reg.user(&format!("user{i}"), "a-long-password").await;
+    }
+    let verify = || reg.admin(Method::GET, "/audit/verify", None);
+    let r = verify().await;
+    assert_eq!(r.json()["intact"], true, "{}", r.body);
+    let entries = r.json()["entries"].as_i64().unwrap();
+    assert!(entries >= 7, "{}", r.body);
+    assert!(r.json()["checkpoints"].as_i64().unwrap() >= 2, "{}", r.body);
+
+    // Cut the log back to entry 4 and make the head agree: the chain itself is consistent again,
+    // but the checkpoint signed at entry 6 is past its end.
+    let data = &reg.server.data_dir;
+    common::sql(data, "DELETE FROM audit_log WHERE seq > 4");
+    common::sql(
+        data,
+        "UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit_log WHERE seq = 4) WHERE id = 1",
+    );
+    let r = verify().await;
+    assert_eq!(r.json()["intact"], false, "{}", r.body);
+    assert!(r.body.contains("past the end of the log"), "{}", r.body);
+
+    // A forged checkpoint over the truncated chain does not carry a valid signature.
+    common::sql(data, "DELETE FROM audit_checkpoints WHERE seq > 4");
+    common::sql(
+        data,
+        "INSERT INTO audit_checkpoints (seq, hash, kid, signature, at) \
+         SELECT 4, hash, (SELECT kid FROM audit_checkpoints LIMIT 1), 'Zm9yZ2Vk', 0 \
+         FROM audit_log WHERE seq = 4",
+    );
+    let r = verify().await;
+    assert_eq!(r.json()["intact"], false, "{}", r.body);
+    assert!(r.body.contains("invalid signature"), "{}", r.body);
+}
