@@ -280,6 +280,8 @@ def start_bonded():
     data = os.path.join(TMP, "bonded-data")
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
+    # The comparison is against an open docker-registry: run bonded open too.
+    env.setdefault("BONDED_AUTH__ENABLED", "false")
     p = spawn("bonded", [BENCH_BONDED_BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
               stdout=subprocess.PIPE, env=env)
     found = {}

@@ -42,9 +42,11 @@ def start(data, port, gc_enabled, logfile):
     env = dict(os.environ)
     env.update({
         "BONDED_GC__ENABLED": "true" if gc_enabled else "false",
+        "BONDED_AUTH__ENABLED": "false",
         "BONDED_GC__GRACE_SECS": "1",
-        "BONDED_GC__INTERVAL_SECS": "3600",
-        "RUST_LOG": "info",
+        "BONDED_GC__INTERVAL_SECS": "0",
+        # The collector's summary only: per-request logs would be most of the work.
+        "RUST_LOG": "warn,bonded_service=info",
     })
     p = subprocess.Popen([BIN, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                          env=env, stdout=subprocess.DEVNULL, stderr=open(logfile, "w"))
@@ -168,24 +170,30 @@ def main():
     stop = threading.Event()
     p = start(data, port, True, logfile)
     threads = load(port, stop, busy)
-    deadline = time.time() + 600
-    line = None
-    while time.time() < deadline and line is None:
+    # Collections run back to back: the first marks everything (and sweeps what was marked a
+    # grace period before it finished), later ones sweep the rest. Done when all garbage is gone.
+    deadline = time.time() + 900
+    runs = []
+    while time.time() < deadline:
         time.sleep(0.5)
-        for l in open(logfile):
-            if "garbage collection reclaimed blobs" in l:
-                line = l
+        with open(logfile) as f:
+            runs = [dict(re.findall(r"(\w+)=(\d+)", l)) for l in f
+                    if "garbage collection reclaimed blobs" in l]
+        if sum(int(r["swept"]) for r in runs) >= garbage:
+            break
     stop.set()
     for th in threads:
         th.join()
     p.terminate()
     p.wait()
-    if line is None:
-        sys.exit("the collection did not finish within 10 minutes")
-    f = dict(re.findall(r"(\w+)=(\d+)", line))
-    mark_s, sweep_s = int(f["mark_ms"]) / 1000, int(f["sweep_ms"]) / 1000
-    print(f"collection over {N} queued blobs: examined {f['examined']}, swept {f['swept']} "
-          f"({garbage} unreferenced); mark {mark_s:.1f}s, sweep {sweep_s:.1f}s")
+    if not runs:
+        sys.exit("no collection finished within 15 minutes")
+    swept = sum(int(r["swept"]) for r in runs)
+    mark_s = int(runs[0]["mark_ms"]) / 1000
+    sweep_s = sum(int(r["sweep_ms"]) for r in runs) / 1000
+    print(f"collection over {N} queued blobs: first run examined {runs[0]['examined']} and marked "
+          f"{runs[0]['marked']} in {mark_s:.1f}s; {swept} of {garbage} unreferenced blobs swept "
+          f"over {len(runs)} runs in {sweep_s:.1f}s of sweeping")
     ok = True
     for kind in ("pull", "push"):
         i50, i99 = pct(idle[kind], 0.5), pct(idle[kind], 0.99)
@@ -199,8 +207,8 @@ def main():
         print(f"{'PASS' if good else 'FAIL'}: {kind} p99 during GC within 1.5x of idle")
     good = mark_s < 60
     print(f"{'PASS' if good else 'FAIL'}: mark under 60 s ({mark_s:.1f}s)")
-    if int(f["swept"]) != garbage:
-        print(f"FAIL: swept {f['swept']} of {garbage} unreferenced blobs")
+    if swept < garbage:
+        print(f"FAIL: swept {swept} of {garbage} unreferenced blobs")
     if not KEEP:
         subprocess.run(["rm", "-rf", tmp])
     else:

@@ -54,6 +54,8 @@ def s3pg_env():
 
 
 def start_node(name, env):
+    env = dict(env)
+    env.setdefault("BONDED_AUTH__ENABLED", "false")
     data = os.path.join(bench.TMP, name + "-data")
     p = spawn(name, [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
               stdout=subprocess.PIPE, env=env)

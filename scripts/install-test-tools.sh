@@ -2,6 +2,7 @@
 # Installs the third-party clients that bonded's interop tests drive
 # (crates/bonded/tests/interop.rs), only when they are missing:
 #   - skopeo            (Debian package)
+#   - sqlite3           (Debian package; the audit tamper test edits rows behind bonded's back)
 #   - python3 + oras    (the oras-py SDK from PyPI, for the `python3` on PATH;
 #                        pulls in `requests`, which the interop script also uses)
 #   - securesystemslib, in-toto, cyclonedx-bom (PyPI; tests/supply.rs)
@@ -37,6 +38,10 @@ apt_install() {
 if ! command -v skopeo >/dev/null 2>&1; then
     apt_install skopeo
     command -v skopeo >/dev/null 2>&1 || die "skopeo still not on PATH after install"
+fi
+# --- sqlite3 ----------------------------------------------------------------
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    apt_install sqlite3
 fi
 # skopeo refuses to run without a signature policy; the Debian package
 # (containers-common) ships one, but make sure.

@@ -22,3 +22,6 @@ BONDED_TEST_BACKEND=fs-sqlite run --workspace
 
 echo "== end-to-end suite on S3 (Garage) + PostgreSQL"
 BONDED_TEST_BACKEND=s3-postgres run -p bonded --test '*'
+
+echo "== OCI conformance with access control on (authenticating as the admin)"
+BONDED_TEST_AUTH=on run -p bonded --test conformance

@@ -155,7 +155,9 @@ pub async fn retention(config: &Config, apply: bool) -> anyhow::Result<ExitCode>
     }
     let app = App::build(config).await?;
     let plan = if apply {
-        app.registry.retention_apply(&retention).await?
+        let plan = app.registry.retention_apply(&retention).await?;
+        crate::app::audit_retention(app.audit.as_ref(), &plan).await;
+        plan
     } else {
         app.registry.retention_plan(&retention).await?
     };

@@ -7,6 +7,8 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use bonded_http::metrics::Metrics;
 use bonded_http::AppState;
+use bonded_service::audit::Auditor;
+use bonded_service::auth::{Auth, AuthConfig, Keys};
 use bonded_service::{BlobStore, ImmutableTagRule, Limits, MetaStore, Registry, Rules, S3Options};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -16,6 +18,8 @@ use crate::config::{redact_url, Config, MetadataBackend};
 pub struct App {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
+    pub auth: Option<Auth>,
+    pub audit: Option<Auditor>,
     config: Config,
 }
 
@@ -76,9 +80,39 @@ impl App {
                 .redirect
                 .then(|| Duration::from_secs(config.storage.redirect_expiry_secs)),
         };
+        let ttl = Duration::from_secs(config.auth.token_ttl_secs);
+        let (auth, audit) = if config.auth.enabled || config.audit.enabled {
+            let keys = Keys::open(meta.clone(), ttl)
+                .await
+                .map_err(|e| anyhow::anyhow!("token signing keys: {e}"))?;
+            let auditor = Auditor::new(
+                meta.clone(),
+                keys.clone(),
+                config.audit.pulls,
+                config.audit.checkpoint_every,
+            );
+            let auth = config.auth.enabled.then(|| {
+                Auth::new(
+                    meta.clone(),
+                    AuthConfig {
+                        service: config.auth.service.clone(),
+                        token_ttl: ttl,
+                        login_max_failures: config.auth.login_max_failures,
+                        login_window: Duration::from_secs(config.auth.login_window_secs),
+                    },
+                    keys,
+                    auditor.clone(),
+                )
+            });
+            (auth, config.audit.enabled.then_some(auditor))
+        } else {
+            (None, None)
+        };
         Ok(App {
             registry: Registry::new(blobs, meta, rules, limits),
             metrics: Arc::new(Metrics::default()),
+            auth,
+            audit,
             config: config.clone(),
         })
     }
@@ -91,9 +125,10 @@ impl App {
             .await
             .with_context(|| format!("binding {addr} (is another registry running there?)"))?;
         let bound = listener.local_addr()?;
-        if !bound.ip().is_loopback() {
-            warn!(%bound, "listening on a non-loopback address: anyone who can reach it can push and delete");
+        if !bound.ip().is_loopback() && self.auth.is_none() {
+            warn!(%bound, "access control is off on a non-loopback address: anyone who can reach it can push and delete");
         }
+        self.bootstrap_admin(bound).await?;
         self.spawn_upload_sweeper();
         if self.config.gc.enabled {
             self.spawn_collector();
@@ -105,6 +140,9 @@ impl App {
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
+            auth: self.auth.clone(),
+            audit: self.audit.clone(),
+            realm: (!self.config.auth.realm.is_empty()).then(|| self.config.auth.realm.clone()),
         });
         println!("bonded listening on http://{bound}");
         info!(%bound, data_dir = %self.config.data_dir.display(), "bonded started");
@@ -115,7 +153,8 @@ impl App {
                 warn!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")?;
@@ -129,7 +168,9 @@ impl App {
         let registry = self.registry.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            // Not at startup: it walks every artifact.
+            let every = Duration::from_secs(600);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tick.tick().await;
                 if let Err(e) = bonded_http::api_supply::refresh_coverage(&registry, &metrics).await
@@ -138,6 +179,39 @@ impl App {
                 }
             }
         });
+    }
+
+    /// On a registry without accounts, creates the system admin `admin` with the password from
+    /// `auth.admin_password_file` or `BONDED_ADMIN_PASSWORD`, else a generated one printed once.
+    async fn bootstrap_admin(&self, bound: std::net::SocketAddr) -> anyhow::Result<()> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        let given = match &self.config.auth.admin_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!("reading auth.admin_password_file {}", path.display())
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => std::env::var("BONDED_ADMIN_PASSWORD").ok(),
+        };
+        let generated = auth
+            .bootstrap_admin(given)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the first admin account: {e}"))?;
+        if let Some(password) = generated {
+            // Shown once, on stdout only (never logged); it cannot be recovered later.
+            println!(
+                "created the system admin account \"admin\" with password: {password}\n\
+                 log in with: echo '<password>' | bonded login {bound} -u admin --password-stdin\n\
+                 (this password is shown only now; set BONDED_ADMIN_PASSWORD or \
+                 auth.admin_password_file to choose it instead)"
+            );
+        }
+        Ok(())
     }
 
     /// Periodically discards abandoned upload sessions and their staged bytes.
@@ -183,7 +257,9 @@ impl App {
         let metrics = self.metrics.clone();
         let grace = self.config.gc_policy().grace;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            // The first run a period after startup: it reads every manifest's references.
+            let every = Duration::from_secs(every);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             let windows = [
                 (Duration::from_secs(7 * 86400), "7d"),
                 (Duration::from_secs(30 * 86400), "30d"),
@@ -239,16 +315,20 @@ impl App {
             return Ok(());
         }
         let registry = self.registry.clone();
+        let audit = self.audit.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(every));
             loop {
                 tick.tick().await;
                 match registry.retention_apply(&retention).await {
-                    Ok(p) if !p.deletions.is_empty() => info!(
-                        deleted = p.deletions.len(),
-                        bytes_freed = p.bytes_freed,
-                        "retention deleted manifests (restorable within the undelete window)"
-                    ),
+                    Ok(p) if !p.deletions.is_empty() => {
+                        info!(
+                            deleted = p.deletions.len(),
+                            bytes_freed = p.bytes_freed,
+                            "retention deleted manifests (restorable within the undelete window)"
+                        );
+                        audit_retention(audit.as_ref(), &p).await;
+                    }
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "applying retention failed; will retry"),
                 }
@@ -294,6 +374,29 @@ impl App {
                 tokio::time::sleep(pause).await;
             }
         });
+    }
+}
+
+/// Records each deletion a retention run made in the audit log (actor `retention`).
+pub async fn audit_retention(
+    audit: Option<&bonded_service::audit::Auditor>,
+    plan: &bonded_service::RetentionPlan,
+) {
+    let Some(audit) = audit else { return };
+    for d in &plan.deletions {
+        let tags: Vec<String> = d.tags.iter().map(ToString::to_string).collect();
+        audit
+            .record(bonded_service::audit::AuditEntry {
+                at_ms: 0,
+                actor: "retention".into(),
+                action: "delete".into(),
+                repo: d.repo.to_string(),
+                target: d.digest.to_string(),
+                source: String::new(),
+                outcome: "ok".into(),
+                detail: format!("{}; tags: {}", d.reason, tags.join(", ")),
+            })
+            .await;
     }
 }
 

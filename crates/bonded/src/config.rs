@@ -23,6 +23,8 @@ pub struct Config {
     pub retention: Retention,
     pub metrics: Metrics,
     pub log: Log,
+    pub auth: Auth,
+    pub audit: Audit,
     /// Tags that can never be moved or deleted once pushed.
     pub immutable_tags: Vec<ImmutableTags>,
     /// Supply-chain policies (`[[policy]]`): signatures, provenance and SBOMs required on pull
@@ -148,6 +150,37 @@ pub struct Log {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Access control on `/v2/` and `/api/v1/`. On by default; turn off only for a registry
+    /// nobody untrusted can reach.
+    pub enabled: bool,
+    /// The token service name (`service` in challenges, `aud` in tokens).
+    pub service: String,
+    /// The token endpoint URL put in challenges; empty derives it from the request's `Host`.
+    pub realm: String,
+    /// Lifetime of bearer tokens.
+    pub token_ttl_secs: u64,
+    /// Failed logins allowed per account and per source address in one window.
+    pub login_max_failures: u32,
+    pub login_window_secs: u64,
+    /// A file holding the first admin's password (else `BONDED_ADMIN_PASSWORD`, else generated
+    /// and printed once).
+    pub admin_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// The tamper-evident audit log of pushes, deletes, logins and permission changes.
+    pub enabled: bool,
+    /// Also record every manifest and blob GET (many entries).
+    pub pulls: bool,
+    /// Sign the chain head every this many entries.
+    pub checkpoint_every: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImmutableTags {
     /// Glob over repository names, e.g. `prod/**`.
     pub repositories: String,
@@ -198,6 +231,20 @@ impl Default for Config {
             log: Log {
                 format: "text".into(),
                 level: "info".into(),
+            },
+            auth: Auth {
+                enabled: true,
+                service: "bonded".into(),
+                realm: String::new(),
+                token_ttl_secs: 300,
+                login_max_failures: 10,
+                login_window_secs: 300,
+                admin_password_file: None,
+            },
+            audit: Audit {
+                enabled: true,
+                pulls: false,
+                checkpoint_every: 100,
             },
             immutable_tags: vec![],
             policy: vec![],
@@ -279,6 +326,19 @@ impl Config {
                 "log.format must be \"text\" or \"json\", not {:?}",
                 self.log.format
             );
+        }
+        if self.auth.token_ttl_secs < 30 || self.auth.token_ttl_secs > 86_400 {
+            bail!("auth.token_ttl_secs must be between 30 and 86400");
+        }
+        if self.auth.login_max_failures == 0 || self.auth.login_window_secs == 0 {
+            bail!("auth.login_max_failures and auth.login_window_secs must be positive");
+        }
+        let realm = &self.auth.realm;
+        if !(realm.is_empty() || realm.starts_with("http://") || realm.starts_with("https://")) {
+            bail!("auth.realm must be an http:// or https:// URL, or empty");
+        }
+        if self.audit.checkpoint_every == 0 {
+            bail!("audit.checkpoint_every must be positive");
         }
         if self.uploads.sweep_interval_secs == 0 {
             bail!("uploads.sweep_interval_secs must be positive");
@@ -383,11 +443,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `BONDED_*` variables that are not server configuration: the config file path, the CLI's
-/// `BONDED_PLAIN_HTTP`, and the test suite's `BONDED_TEST_*`. Every other `BONDED_*` variable
+/// `BONDED_PLAIN_HTTP`, `BONDED_USERNAME`/`BONDED_PASSWORD`, the first admin's
+/// `BONDED_ADMIN_PASSWORD`, and the test suite's `BONDED_TEST_*`. Every other `BONDED_*` variable
 /// must be a configuration key, so a typo is an error rather than silently ignored.
 fn is_not_config(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k == "config" || k == "plain_http" || k.starts_with("test_")
+    matches!(
+        k.as_str(),
+        "config" | "plain_http" | "admin_password" | "username" | "password"
+    ) || k.starts_with("test_")
 }
 
 /// Keys whose values are never printed.

@@ -626,18 +626,26 @@ fn index_manifests(r: &Resp) -> Vec<Value> {
 struct Reg {
     server: common::Server,
     http: reqwest::Client,
+    /// With `BONDED_TEST_AUTH=on` the registry has access control on and every request
+    /// authenticates as the admin (HTTP Basic).
+    auth: bool,
 }
 
 impl Reg {
     fn start(env: &[(&str, &str)]) -> Reg {
-        let server = common::Server::start_with(env);
+        let auth = common::auth_on();
+        let server = if auth {
+            common::Server::start_auth(env)
+        } else {
+            common::Server::start_with(env)
+        };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
             .user_agent("distribution-spec-conformance-tests")
             .build()
             .expect("reqwest client");
-        Reg { server, http }
+        Reg { server, http, auth }
     }
 
     async fn send(
@@ -653,6 +661,9 @@ impl Reg {
             self.server.url(target)
         };
         let mut rb = self.http.request(method.clone(), &url);
+        if self.auth {
+            rb = rb.basic_auth("admin", Some(common::ADMIN_PASSWORD));
+        }
         for (k, v) in headers {
             rb = rb.header(*k, *v);
         }
@@ -2528,7 +2539,13 @@ impl Raw {
 async fn raw_http(addr: &str, head: &str, body: &[u8], truncate: bool) -> Raw {
     let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut rd, mut wr) = s.into_split();
-    let mut req = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes();
+    let auth = if common::auth_on() {
+        let basic = b64(format!("admin:{}", common::ADMIN_PASSWORD).as_bytes());
+        format!("\r\nAuthorization: Basic {basic}")
+    } else {
+        String::new()
+    };
+    let mut req = format!("{head}{auth}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes();
     req.extend_from_slice(body);
     // Written concurrently with reading, so a server that answers before reading the whole body
     // (and then stops reading) cannot dead-lock the test; write errors after an early answer
@@ -3088,9 +3105,11 @@ async fn oversized_manifest_413_reaches_a_client_that_streams_the_body() {
     // times: every attempt must see the answer.
     let mut failures = Vec::new();
     for attempt in 1..=5 {
-        let result = reg
-            .http
-            .put(&url)
+        let mut rb = reg.http.put(&url);
+        if reg.auth {
+            rb = rb.basic_auth("admin", Some(common::ADMIN_PASSWORD));
+        }
+        let result = rb
             .header("Content-Type", OCI_MANIFEST)
             .body(doc.clone())
             .send()

@@ -11,9 +11,14 @@
 //! - `GET  /api/v1/supply/coverage` — per namespace: artifacts, signed, with provenance, with SBOM
 //!   (recomputed, and the coverage gauges refreshed).
 //!
+//! Access (when access control is on): reading keys and coverage needs any account; the artifact
+//! view needs pull on its repository; adding and revoking trusted keys needs a system admin, and
+//! is audited (`trust.add`, `trust.revoke`).
+//!
 //! Invariant: no rule lives here; every decision comes from `bonded_service::supply`.
 
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +32,86 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::AppState;
+
+/// What a caller must be allowed, when access control is on.
+enum Need<'a> {
+    /// Any authenticated account.
+    Account,
+    /// Pull on this repository.
+    Pull(&'a RepoName),
+    SystemAdmin,
+}
+
+/// Checks the caller against `need`; returns its name for the audit log (`anonymous` when access
+/// control is off).
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+    need: Need<'_>,
+) -> Result<(String, String), ApiError> {
+    let source = crate::api::source(ext);
+    let (Some(auth), Some(p)) = (
+        &state.auth,
+        crate::api::caller(state, headers, &source)
+            .await
+            .map_err(ApiError::from_access)?,
+    ) else {
+        return Ok(("anonymous".into(), source));
+    };
+    let allowed = match need {
+        Need::Account => true,
+        Need::SystemAdmin => p.is_system_admin(),
+        Need::Pull(repo) => auth
+            .access(&p)
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
+            })?
+            .allows(bonded_service::auth::Action::Pull, repo),
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!("{} may not do this", p.name()),
+        ));
+    }
+    Ok((p.name().to_string(), source))
+}
+
+async fn audit(
+    state: &AppState,
+    actor: String,
+    source: String,
+    action: &str,
+    ns: &str,
+    target: &str,
+) {
+    if let Some(a) = &state.audit {
+        a.record(bonded_meta_entry(actor, source, action, ns, target))
+            .await;
+    }
+}
+
+fn bonded_meta_entry(
+    actor: String,
+    source: String,
+    action: &str,
+    ns: &str,
+    target: &str,
+) -> bonded_service::audit::AuditEntry {
+    bonded_service::audit::AuditEntry {
+        at_ms: 0,
+        actor,
+        action: action.into(),
+        repo: ns.into(),
+        target: target.into(),
+        source,
+        outcome: "ok".into(),
+        detail: String::new(),
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -91,7 +176,12 @@ pub async fn refresh_coverage(
     Ok(json!({ "namespaces": out }))
 }
 
-async fn coverage(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn coverage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, &ext, Need::Account).await?;
     Ok(Json(
         refresh_coverage(&state.registry, &state.metrics).await?,
     ))
@@ -111,6 +201,11 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// The shared management API's errors (authentication) in this module's envelope.
+    fn from_access(e: crate::api::ApiError) -> ApiError {
+        ApiError::new(e.status, e.code, e.message)
     }
 
     fn bad(message: impl Into<String>) -> ApiError {
@@ -197,7 +292,10 @@ pub fn key_json(k: &TrustedKeyRecord) -> Value {
 async fn list_keys(
     State(state): State<AppState>,
     Path(namespace): Path<String>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
 ) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, &ext, Need::Account).await?;
     let keys = state.registry.trust_list(&namespace).await?;
     Ok(Json(
         json!({ "namespace": namespace, "keys": keys.iter().map(key_json).collect::<Vec<_>>() }),
@@ -225,8 +323,11 @@ fn parse_time(field: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
 async fn add_key(
     State(state): State<AppState>,
     Path(namespace): Path<String>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let (actor, source) = authorize(&state, &headers, &ext, Need::SystemAdmin).await?;
     let b: AddKeyBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("request body: {e}")))?;
     let add = AddKey {
@@ -237,14 +338,20 @@ async fn add_key(
         comment: b.comment,
     };
     let key = state.registry.trust_add(&namespace, add).await?;
+    let target = format!("{} ({})", key.key.key_id, key.key.key_set);
+    audit(&state, actor, source, "trust.add", &namespace, &target).await;
     Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())
 }
 
 async fn revoke_key(
     State(state): State<AppState>,
     Path((namespace, key_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
 ) -> Result<Json<Value>, ApiError> {
+    let (actor, source) = authorize(&state, &headers, &ext, Need::SystemAdmin).await?;
     let keys = state.registry.trust_revoke(&namespace, &key_id).await?;
+    audit(&state, actor, source, "trust.revoke", &namespace, &key_id).await;
     Ok(Json(
         json!({ "namespace": namespace, "keys": keys.iter().map(key_json).collect::<Vec<_>>() }),
     ))
@@ -259,11 +366,14 @@ struct ArtifactQuery {
 async fn artifact(
     State(state): State<AppState>,
     Query(q): Query<ArtifactQuery>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
 ) -> Result<Json<Value>, ApiError> {
     let repo: RepoName = q
         .repository
         .parse()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NAME", format!("{e}")))?;
+    authorize(&state, &headers, &ext, Need::Pull(&repo)).await?;
     let reference: Reference = q
         .reference
         .parse()

@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bonded_service::auth::Action;
 use bonded_service::{ByteStream, MountOutcome, UploadState};
 use bonded_types::{ByteRange, Digest, RepoName, UploadId};
 use bytes::Bytes;
@@ -264,6 +265,9 @@ pub(crate) async fn start(
             })?),
             None => None,
         };
+        // Mounting from a repository the caller may not pull would leak its blobs: fall back to
+        // a normal upload, as for a blob the source does not have.
+        let from = from.filter(|f| req.caller.may(Action::Pull, f));
         let outcome = match from {
             Some(from) => state.registry.upload_mount(repo, &from, &digest).await?,
             None => MountOutcome::Started(state.registry.upload_start(repo).await?),

@@ -9,7 +9,9 @@
 //! Invariant: no business rule lives here; no request body is ever buffered whole except a
 //! manifest, and that only up to the configured limit.
 
+pub mod api;
 pub mod api_supply;
+mod auth;
 mod blobs;
 pub mod error;
 mod manifests;
@@ -25,6 +27,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use bonded_service::audit::{AuditEntry, Auditor};
+use bonded_service::auth::Auth;
 use bonded_service::Registry;
 use tracing::{info, info_span, Instrument};
 
@@ -37,6 +41,12 @@ use route::Endpoint;
 pub struct AppState {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
+    /// Access control; `None` when it is off (everyone may do everything).
+    pub auth: Option<Auth>,
+    /// The audit log; `None` when it is off.
+    pub audit: Option<Auditor>,
+    /// The token endpoint URL put in challenges; `None` derives it from the request's `Host`.
+    pub realm: Option<String>,
 }
 
 /// The full router.
@@ -49,7 +59,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(api_supply::router())
+        .route("/auth/token", get(token))
+        .nest("/api/v1", api::router())
         .with_state(state)
+}
+
+async fn token(State(state): State<AppState>, request: Request) -> Response {
+    let source = api::source(request.extensions());
+    let query = parse_query(request.uri());
+    auth::token(&state, request.headers(), &query, &source).await
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -76,6 +94,8 @@ pub(crate) struct Req {
     pub method: Method,
     pub headers: HeaderMap,
     pub query: Vec<(String, String)>,
+    /// Who is calling and what it may do.
+    pub caller: auth::Caller,
 }
 
 impl Req {
@@ -97,7 +117,7 @@ impl Req {
 }
 
 /// Query pairs, decoded; a query that does not decode counts as empty.
-fn parse_query(uri: &axum::http::Uri) -> Vec<(String, String)> {
+pub(crate) fn parse_query(uri: &axum::http::Uri) -> Vec<(String, String)> {
     axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|axum::extract::Query(v)| v)
         .unwrap_or_default()
@@ -132,14 +152,45 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         }
     }
     let method = parts.method.clone();
-    let req = Req {
-        method: parts.method,
-        headers: parts.headers,
-        query: parse_query(&parts.uri),
-    };
+    let source = api::source(&parts.extensions);
     let mut resp = async {
         let result = match parsed {
-            Ok(ep) => handle(&state, ep, req, body).await,
+            Ok(ep) => {
+                let need = auth::need(&ep, &method);
+                match auth::authorize(&state, &need, &parts.headers, &source).await {
+                    Ok(caller) => {
+                        let req = Req {
+                            method: parts.method,
+                            headers: parts.headers,
+                            query: parse_query(&parts.uri),
+                            caller,
+                        };
+                        let actor = req.caller.name().to_string();
+                        let event = audit_event(&state, &ep, &method);
+                        let result = handle(&state, ep, req, body).await;
+                        if let (Some(entry), Some(audit)) = (event, &state.audit) {
+                            let entry = outcome(entry, &actor, &source, result.as_ref());
+                            audit.record(entry).await;
+                        }
+                        result
+                    }
+                    Err(e) => {
+                        let event = audit_event(&state, &ep, &method);
+                        if let (Some(entry), Some(audit)) = (event, &state.audit) {
+                            // A 403 comes only after the credentials were verified, so the
+                            // name they carry is who was refused; a 401 names nobody.
+                            let actor = match e.status {
+                                StatusCode::FORBIDDEN => auth::verified_name(&parts.headers),
+                                _ => None,
+                            };
+                            let actor = actor.as_deref().unwrap_or("unauthenticated");
+                            let entry = outcome(entry, actor, &source, Err(&e));
+                            audit.record(entry).await;
+                        }
+                        Err(e)
+                    }
+                }
+            }
             Err(e) => Err(route_error(e, &method)),
         };
         let resp = result.unwrap_or_else(|e| e.into_response());
@@ -179,6 +230,65 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         h.insert("x-request-id", v);
     }
     resp
+}
+
+/// What a request will be recorded as in the audit log, if anything: every write, and pulls
+/// when configured.
+fn audit_event(state: &AppState, ep: &Endpoint, method: &Method) -> Option<AuditEntry> {
+    let audit = state.audit.as_ref()?;
+    let (action, target) = match (ep, method) {
+        (Endpoint::Manifest { reference, .. }, &Method::PUT) => ("push", reference.to_string()),
+        (Endpoint::Manifest { reference, .. }, &Method::DELETE) => {
+            ("delete", reference.to_string())
+        }
+        (Endpoint::Blob { digest, .. }, &Method::DELETE) => ("blob.delete", digest.to_string()),
+        (Endpoint::Manifest { reference, .. }, &Method::GET) if audit.records_pulls() => {
+            ("pull", reference.to_string())
+        }
+        (Endpoint::Blob { digest, .. }, &Method::GET) if audit.records_pulls() => {
+            ("pull.blob", digest.to_string())
+        }
+        _ => return None,
+    };
+    Some(AuditEntry {
+        action: action.into(),
+        repo: ep.repo().map(|r| r.to_string()).unwrap_or_default(),
+        target,
+        ..Default::default()
+    })
+}
+
+/// The audit entry for a request's result.
+fn outcome(
+    mut entry: AuditEntry,
+    actor: &str,
+    source: &str,
+    result: Result<&Response, &OciError>,
+) -> AuditEntry {
+    entry.actor = actor.to_string();
+    entry.source = source.to_string();
+    match result {
+        Ok(resp) => {
+            entry.outcome = "ok".into();
+            if let Some(d) = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+            {
+                if entry.target != d {
+                    entry.detail = d.to_string();
+                }
+            }
+        }
+        Err(e) => {
+            entry.outcome = match e.code {
+                Code::Unauthorized | Code::Denied => "denied".into(),
+                _ => "failed".into(),
+            };
+            entry.detail = format!("{} {}", e.status.as_u16(), e.code.as_str());
+        }
+    }
+    entry
 }
 
 /// A bounded label for metrics (arbitrary methods would make unbounded label sets).

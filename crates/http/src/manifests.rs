@@ -82,7 +82,15 @@ fn policy_warnings(resp: &mut Response, warnings: &[String]) {
 
 pub(crate) async fn catalog(state: &AppState, req: &Req) -> Result<Response, OciError> {
     let n = page_size(req)?;
-    let page = state.registry.catalog(n, req.query("last")).await?;
+    let page = match req.caller.listing_access(state).await? {
+        None => state.registry.catalog(n, req.query("last")).await?,
+        Some(access) => {
+            state
+                .registry
+                .catalog_visible(n, req.query("last"), &|r| access.sees(r))
+                .await?
+        }
+    };
     Ok(json_page(
         json!({}),
         "repositories",

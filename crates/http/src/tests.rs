@@ -36,6 +36,9 @@ async fn setup_with(limits: Limits) -> T {
     let app = router(AppState {
         registry: Registry::new(blobs, meta, rules, limits),
         metrics: metrics.clone(),
+        auth: None,
+        audit: None,
+        realm: None,
     });
     T {
         app,

@@ -4,8 +4,9 @@
 //! Owns: who points at what, decided inside transactions (a manifest and its tag land together or
 //! not at all; a manifest is accepted only if what it references exists). Callers hold the concrete
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
-//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`], and for the supply chain [`Trust`]
-//! and [`Attestations`]). Called by the service layer; it never calls it back, and
+//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`]; for the supply chain [`Trust`] and
+//! [`Attestations`]; for access control and audit [`Accounts`], [`Grants`], [`SigningKeys`],
+//! [`Audit`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -14,6 +15,7 @@
 //!
 //! Invariant: every write that spans rows is one transaction; nothing half-written is visible.
 
+pub mod auth;
 mod postgres;
 mod sqlite;
 mod trust;
@@ -25,6 +27,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bonded_types::{Digest, MediaType, RepoName, Tag, UploadId};
 
+pub use auth::{
+    chain_hash, AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord,
+    Checkpoint, GrantRecord, Grants, SigningKeyRecord, SigningKeys,
+};
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +244,29 @@ pub trait Gc: Send + Sync {
     ) -> Result<Option<u64>>;
     /// Removes the row of a blob whose bytes are gone. Only rows flagged by `begin_delete`.
     async fn finish_delete(&self, digest: &Digest) -> Result<()>;
+    /// `begin_delete` for several blobs; returns those flagged, with their sizes. A backend may
+    /// decide them in one transaction (each decision is still the same atomic re-check).
+    async fn begin_delete_many(
+        &self,
+        digests: &[Digest],
+        now_ms: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let mut out = Vec::new();
+        for d in digests {
+            if let Some(size) = self.begin_delete(d, now_ms, grace_ms).await? {
+                out.push((d.clone(), size));
+            }
+        }
+        Ok(out)
+    }
+    /// `finish_delete` for several blobs.
+    async fn finish_delete_many(&self, digests: &[Digest]) -> Result<()> {
+        for d in digests {
+            self.finish_delete(d).await?;
+        }
+        Ok(())
+    }
     /// Blobs flagged as being deleted since before `before_ms` (a collector that stopped midway).
     async fn stalled_deletes(&self, before_ms: i64) -> Result<Vec<Digest>>;
     /// Pins `digest` for an upload about to publish it. `Conflict` if a sweep is deleting it
@@ -321,9 +350,36 @@ pub trait Tags: Send + Sync {
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
 }
 
-trait Backend: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage + Trust + Attestations {}
-impl<T: Repos + Blobs + Uploads + Manifests + Tags + Gc + Usage + Trust + Attestations> Backend
-    for T
+trait Backend:
+    Repos
+    + Blobs
+    + Uploads
+    + Manifests
+    + Tags
+    + Gc
+    + Usage
+    + Trust
+    + Attestations
+    + Accounts
+    + Grants
+    + SigningKeys
+    + Audit
+{
+}
+impl<T> Backend for T where
+    T: Repos
+        + Blobs
+        + Uploads
+        + Manifests
+        + Tags
+        + Gc
+        + Usage
+        + Trust
+        + Attestations
+        + Accounts
+        + Grants
+        + SigningKeys
+        + Audit
 {
 }
 
@@ -378,6 +434,18 @@ impl MetaStore {
     pub fn attestations(&self) -> &dyn Attestations {
         &*self.backend
     }
+    pub fn accounts(&self) -> &dyn Accounts {
+        &*self.backend
+    }
+    pub fn grants(&self) -> &dyn Grants {
+        &*self.backend
+    }
+    pub fn signing_keys(&self) -> &dyn SigningKeys {
+        &*self.backend
+    }
+    pub fn audit(&self) -> &dyn Audit {
+        &*self.backend
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -389,3 +457,5 @@ pub(crate) fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_auth;

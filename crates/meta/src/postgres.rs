@@ -20,6 +20,7 @@
 //! in digest order, so our own transactions should not deadlock; should PostgreSQL still report a
 //! deadlock or serialization failure, the transaction is retried a few times.
 
+mod access;
 mod trust;
 
 use std::collections::HashSet;

@@ -5,6 +5,8 @@
 
 mod gc;
 
+mod access;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

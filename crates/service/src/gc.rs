@@ -6,16 +6,19 @@ use std::time::{Duration, SystemTime};
 
 use bonded_meta::{GcPlan, MarkReport, MetaError};
 use bonded_types::{Digest, UploadId};
+use futures::StreamExt;
 use tracing::{info, warn};
 
 use crate::{Error, Registry, Result};
 
 /// Queue entries looked at per metadata transaction, so no transaction holds locks for long.
-const BATCH: u32 = 500;
+const BATCH: u32 = 256;
 /// A blob flagged as being deleted for this long belongs to a collector that stopped midway;
 /// another may finish the job. Far longer than one storage delete takes, so two collectors never
 /// delete the same blob's bytes while an upload re-publishes them (docs/gc.md, "Stalled sweeps").
 const STALLED_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Storage deletes in flight at once during a sweep.
+const STORAGE_DELETES: usize = 16;
 /// How long an upload waits for a sweep that is deleting the very blob it is publishing.
 const PIN_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -100,29 +103,42 @@ impl Registry {
             if m.examined < u64::from(BATCH) {
                 break;
             }
+            // Let requests waiting for the metadata store's writer go first.
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
 
         report.mark_time = started.elapsed();
 
-        // Only what was marked a grace period before this sweep started.
+        // Only what was marked a grace period before this sweep started. Decisions are taken a
+        // batch per transaction; the bytes of the flagged blobs are deleted concurrently.
         let started = std::time::Instant::now();
         let cutoff = millis(SystemTime::now()) - grace_ms;
         loop {
             let batch = self.meta.gc().marked(cutoff, BATCH).await?;
-            for digest in &batch {
-                let now = millis(SystemTime::now());
-                match self.meta.gc().begin_delete(digest, now, grace_ms).await? {
-                    Some(size) => {
-                        // From here the blob is invisible and cannot be linked or pinned; its
-                        // bytes go, then its row.
-                        self.blobs.blob_delete(digest).await?;
-                        self.meta.gc().finish_delete(digest).await?;
-                        report.swept += 1;
-                        report.swept_bytes += size;
-                    }
-                    None => report.spared += 1,
-                }
+            let now = millis(SystemTime::now());
+            let flagged = self
+                .meta
+                .gc()
+                .begin_delete_many(&batch, now, grace_ms)
+                .await?;
+            report.spared += (batch.len() - flagged.len()) as u64;
+            let deleted: Vec<Result<(Digest, u64)>> = futures::stream::iter(flagged)
+                .map(|(digest, size)| async move {
+                    self.blobs.blob_delete(&digest).await?;
+                    Ok((digest, size))
+                })
+                .buffer_unordered(STORAGE_DELETES)
+                .collect()
+                .await;
+            let mut gone = Vec::with_capacity(deleted.len());
+            for d in deleted {
+                // A failed storage delete leaves the row flagged; a later run finishes it.
+                let (digest, size) = d?;
+                report.swept += 1;
+                report.swept_bytes += size;
+                gone.push(digest);
             }
+            self.meta.gc().finish_delete_many(&gone).await?;
             if batch.len() < BATCH as usize {
                 break;
             }

@@ -10,6 +10,8 @@
 //! Invariant: a blob becomes visible in a repository only after its bytes were hashed and matched
 //! the digest the client claimed; a manifest only after everything it references is visible.
 
+pub mod audit;
+pub mod auth;
 mod blobs;
 mod error;
 mod gc;
@@ -38,6 +40,14 @@ pub use retention::{PlannedDeletion, Retention, RetentionPlan, RetentionRule};
 pub use rules::{ImmutableTagRule, Rules, RulesError};
 pub use trash::Restored;
 pub use uploads::{MountOutcome, UploadState};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// Limits the service enforces.
 #[derive(Debug, Clone)]

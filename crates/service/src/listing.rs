@@ -40,6 +40,28 @@ impl Registry {
         Ok(page(self.meta.repos().list(n + 1, last).await?, n))
     }
 
+    /// Like [`Registry::catalog`], but only repositories `visible` says the caller may see: pages
+    /// are filled from further down the list as needed.
+    pub async fn catalog_visible(
+        &self,
+        n: Option<u32>,
+        last: Option<&str>,
+        visible: &(dyn Fn(&RepoName) -> bool + Sync),
+    ) -> Result<Page<RepoName>> {
+        let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let mut items = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        loop {
+            let batch = self.meta.repos().list(MAX_PAGE, cursor.as_deref()).await?;
+            let done = batch.len() < MAX_PAGE as usize;
+            cursor = batch.last().map(|r| r.to_string());
+            items.extend(batch.into_iter().filter(|r| visible(r)));
+            if done || items.len() > n as usize {
+                return Ok(page(items, n));
+            }
+        }
+    }
+
     /// The referrers of `subject` as an OCI image index, optionally filtered by artifact type.
     pub async fn referrers(
         &self,

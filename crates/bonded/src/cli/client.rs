@@ -10,6 +10,9 @@ use reqwest::{header, Response, StatusCode};
 use serde_json::Value;
 use tokio_util::io::ReaderStream;
 
+use super::auth::{Auth, Scope};
+use super::credentials;
+
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
 application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, \
@@ -18,6 +21,7 @@ application/vnd.docker.distribution.manifest.list.v2+json";
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    auth: Auth,
 }
 
 /// Loopback registries are spoken to over plain HTTP unless told otherwise; everything else over
@@ -46,7 +50,16 @@ async fn fail(resp: Response, what: &str) -> anyhow::Error {
                 e.get("message").and_then(Value::as_str).unwrap_or("")
             ))
         })
-        .unwrap_or_else(|| body.chars().take(200).collect());
+        .unwrap_or_else(|| match status {
+            // HEAD answers carry no body: name the spec's code.
+            StatusCode::UNAUTHORIZED if body.is_empty() => {
+                "UNAUTHORIZED: authentication required (run `bonded login`)".into()
+            }
+            StatusCode::FORBIDDEN if body.is_empty() => {
+                "DENIED: requested access to the resource is denied".into()
+            }
+            _ => body.chars().take(200).collect(),
+        });
     anyhow!("{what}: registry answered {status}: {detail}")
 }
 
@@ -64,7 +77,32 @@ impl Client {
         Ok(Client {
             http,
             base: format!("{}://{host}", scheme(host, plain_http)),
+            auth: Auth::new(credentials::lookup(host)?),
         })
+    }
+
+    /// The registry's base URL, e.g. `http://localhost:5000`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request with whatever authentication the registry asks for.
+    async fn send(&self, rb: reqwest::RequestBuilder, scope: Scope) -> anyhow::Result<Response> {
+        let rb = match self.auth.header(&self.http, &self.base, &scope).await? {
+            Some(h) => rb.header(header::AUTHORIZATION, h),
+            None => rb,
+        };
+        Ok(rb.send().await?)
+    }
+
+    /// The `Authorization` header for the management API (HTTP Basic with the stored
+    /// credentials), if there are credentials.
+    pub fn basic_header(&self) -> Option<String> {
+        self.auth.basic()
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     fn url(&self, path: &str) -> String {
@@ -77,9 +115,11 @@ impl Client {
 
     pub async fn blob_exists(&self, repo: &RepoName, digest: &Digest) -> anyhow::Result<bool> {
         let resp = self
-            .http
-            .head(self.url(&format!("/v2/{repo}/blobs/{digest}")))
-            .send()
+            .send(
+                self.http
+                    .head(self.url(&format!("/v2/{repo}/blobs/{digest}"))),
+                Scope::repo(repo),
+            )
             .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
@@ -97,9 +137,11 @@ impl Client {
         progress: &ProgressBar,
     ) -> anyhow::Result<()> {
         let resp = self
-            .http
-            .post(self.url(&format!("/v2/{repo}/blobs/uploads/")))
-            .send()
+            .send(
+                self.http
+                    .post(self.url(&format!("/v2/{repo}/blobs/uploads/"))),
+                Scope::repo(repo),
+            )
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(fail(resp, "starting upload").await);
@@ -122,12 +164,14 @@ impl Client {
             }
         });
         let resp = self
-            .http
-            .put(url)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
+            .send(
+                self.http
+                    .put(url)
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header(header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(stream)),
+                Scope::repo(repo),
+            )
             .await?;
         if resp.status() != StatusCode::CREATED {
             return Err(fail(resp, "uploading blob").await);
@@ -143,11 +187,13 @@ impl Client {
         bytes: Vec<u8>,
     ) -> anyhow::Result<Digest> {
         let resp = self
-            .http
-            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .header(header::CONTENT_TYPE, media_type)
-            .body(bytes)
-            .send()
+            .send(
+                self.http
+                    .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+                    .header(header::CONTENT_TYPE, media_type)
+                    .body(bytes),
+                Scope::repo(repo),
+            )
             .await?;
         if resp.status() != StatusCode::CREATED {
             return Err(fail(resp, "pushing manifest").await);
@@ -168,10 +214,12 @@ impl Client {
         reference: &Reference,
     ) -> anyhow::Result<Manifest> {
         let resp = self
-            .http
-            .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .header(header::ACCEPT, MANIFEST_ACCEPT)
-            .send()
+            .send(
+                self.http
+                    .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+                    .header(header::ACCEPT, MANIFEST_ACCEPT),
+                Scope::repo(repo),
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(fail(resp, &format!("fetching manifest {repo}:{reference}")).await);
@@ -215,9 +263,11 @@ impl Client {
 
     pub async fn get_blob(&self, repo: &RepoName, digest: &Digest) -> anyhow::Result<Response> {
         let resp = self
-            .http
-            .get(self.url(&format!("/v2/{repo}/blobs/{digest}")))
-            .send()
+            .send(
+                self.http
+                    .get(self.url(&format!("/v2/{repo}/blobs/{digest}"))),
+                Scope::repo(repo),
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(fail(resp, &format!("fetching blob {digest}")).await);
@@ -231,9 +281,11 @@ impl Client {
         reference: &Reference,
     ) -> anyhow::Result<()> {
         let resp = self
-            .http
-            .delete(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .send()
+            .send(
+                self.http
+                    .delete(self.url(&format!("/v2/{repo}/manifests/{reference}"))),
+                Scope::repo(repo),
+            )
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(fail(resp, &format!("deleting {repo}:{reference}")).await);
@@ -246,7 +298,9 @@ impl Client {
         let mut out = Vec::new();
         let mut next = Some(first.to_string());
         while let Some(path) = next.take() {
-            let resp = self.http.get(self.url(&path)).send().await?;
+            let resp = self
+                .send(self.http.get(self.url(&path)), Scope::for_path(&path))
+                .await?;
             if !resp.status().is_success() {
                 return Err(fail(resp, "listing").await);
             }
@@ -267,9 +321,11 @@ impl Client {
 
     pub async fn referrers(&self, repo: &RepoName, digest: &Digest) -> anyhow::Result<Value> {
         let resp = self
-            .http
-            .get(self.url(&format!("/v2/{repo}/referrers/{digest}")))
-            .send()
+            .send(
+                self.http
+                    .get(self.url(&format!("/v2/{repo}/referrers/{digest}"))),
+                Scope::repo(repo),
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(fail(resp, "listing referrers").await);
@@ -301,6 +357,10 @@ impl Client {
         let mut req = self.http.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(b);
+        }
+        // The management API takes the stored credentials as HTTP Basic.
+        if let Some(h) = self.basic_header() {
+            req = req.header(header::AUTHORIZATION, h);
         }
         let resp = req.send().await?;
         let status = resp.status();

@@ -1,6 +1,9 @@
 //! Client commands. They talk to a registry only over HTTP (see [`client`]).
 
+mod auth;
 mod client;
+mod credentials;
+mod manage;
 mod pull;
 mod push;
 mod reference;
@@ -20,7 +23,7 @@ use reference::ImageRef;
 pub struct Conn {
     /// Use plain HTTP even for a non-loopback registry (loopback always uses HTTP).
     #[arg(long, global = true, env = "BONDED_PLAIN_HTTP")]
-    plain_http: bool,
+    pub(crate) plain_http: bool,
 }
 
 #[derive(Subcommand)]
@@ -63,10 +66,47 @@ pub enum ClientCommand {
     },
     #[command(flatten)]
     Supply(supply::SupplyCommand),
+    /// Store credentials for a registry (the password or robot secret is read from stdin):
+    /// echo "$SECRET" | bonded login localhost:5000 -u ci-bot
+    Login {
+        registry: String,
+        #[arg(short, long)]
+        username: String,
+        /// Accepted for familiarity: the secret is always read from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Forget the stored credentials for a registry.
+    Logout { registry: String },
+    /// Manage user accounts (system admins).
+    #[command(subcommand)]
+    User(manage::UserCommand),
+    /// Manage robot accounts for CI and deployments (system admins).
+    #[command(subcommand)]
+    Robot(manage::RobotCommand),
+    /// Grant and revoke roles on namespaces (system admins; namespace admins inside theirs).
+    #[command(subcommand)]
+    Grant(manage::GrantCommand),
+    /// Query and verify the tamper-evident audit log (system admins).
+    #[command(subcommand)]
+    Audit(manage::AuditCommand),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        ClientCommand::Login {
+            registry,
+            username,
+            password_stdin: _,
+            conn,
+        } => manage::login(&registry, &username, &conn).await,
+        ClientCommand::Logout { registry } => manage::logout(&registry),
+        ClientCommand::User(c) => manage::user(c).await,
+        ClientCommand::Robot(c) => manage::robot(c).await,
+        ClientCommand::Grant(c) => manage::grant(c).await,
+        ClientCommand::Audit(c) => manage::audit(c).await,
         ClientCommand::Push(args) => push::run(args).await,
         ClientCommand::Supply(cmd) => supply::run(cmd).await,
         ClientCommand::Pull(args) => pull::run(args).await,

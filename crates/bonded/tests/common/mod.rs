@@ -69,6 +69,8 @@ impl Server {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
+            // Tests not about access control run an open registry; `auth_env` turns it on.
+            .env("BONDED_AUTH__ENABLED", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -121,6 +123,13 @@ impl Server {
         )
     }
 
+    /// Starts a server with access control on and the admin password [`ADMIN_PASSWORD`].
+    pub fn start_auth(env: &[(&str, &str)]) -> Server {
+        let mut all = auth_env().to_vec();
+        all.extend_from_slice(env);
+        Self::start_with(&all)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -152,6 +161,23 @@ impl Drop for Server {
             drop_database(&self.data_dir);
         }
     }
+}
+
+/// The first admin's password on servers started with [`auth_env`].
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// Environment that turns access control on, with a known admin password.
+pub fn auth_env() -> [(&'static str, &'static str); 2] {
+    [
+        ("BONDED_AUTH__ENABLED", "true"),
+        ("BONDED_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ]
+}
+
+/// True when the suite is asked to run with access control on (`BONDED_TEST_AUTH=on`): the OCI
+/// conformance tests then authenticate as the admin.
+pub fn auth_on() -> bool {
+    matches!(std::env::var("BONDED_TEST_AUTH").as_deref(), Ok("on"))
 }
 
 /// Several `bonded serve` processes sharing one PostgreSQL database and one S3 prefix, the way
@@ -222,6 +248,31 @@ pub fn drop_database(shared: &Path) {
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db_name(shared)),
         ])
         .output();
+}
+
+/// Runs SQL against the metadata database of the server whose data directory is `data_dir`,
+/// behind bonded's back (to test tamper detection): `sqlite3` or `psql`, as the backend is.
+pub fn sql(data_dir: &Path, statement: &str) {
+    let out = if s3_postgres() {
+        let base = postgres_url();
+        let (prefix, _) = base.rsplit_once('/').expect("database URL ends in /<db>");
+        Command::new("psql")
+            .arg(format!("{prefix}/{}", db_name(data_dir)))
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", statement])
+            .output()
+            .expect("run psql")
+    } else {
+        Command::new("sqlite3")
+            .arg(data_dir.join("bonded.db"))
+            .arg(statement)
+            .output()
+            .expect("run sqlite3 (install it with scripts/install-test-tools.sh)")
+    };
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// True when the suite runs on S3 + PostgreSQL.

@@ -57,6 +57,54 @@ async fn defer(tx: &mut Transaction<'_, Sqlite>, digest: &str, until: i64) -> Re
     Ok(())
 }
 
+/// `begin_delete`'s decision for one blob inside the caller's write transaction.
+async fn decide_delete(
+    tx: &mut Transaction<'_, Sqlite>,
+    digest: &Digest,
+    now_ms: i64,
+    grace_ms: i64,
+) -> Result<Option<u64>> {
+    let row = sqlx::query(&format!(
+        "{LOOK} WHERE q.digest = ? AND q.marked_at IS NOT NULL"
+    ))
+    .bind(digest.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(l) = row.as_ref().map(look) else {
+        // Unmarked by a use since it was listed, or handled by another sweep.
+        return Ok(None);
+    };
+    if !l.live || l.referenced {
+        drop_entry(tx, &l.digest, l.gen).await?;
+        return Ok(None);
+    }
+    if let Some(t) = l.newest_link.filter(|t| *t > now_ms - grace_ms) {
+        defer(tx, &l.digest, t + grace_ms).await?;
+        return Ok(None);
+    }
+    if l.pinned {
+        defer(tx, &l.digest, now_ms + grace_ms).await?;
+        return Ok(None);
+    }
+    let size: i64 = sqlx::query_scalar(
+        "UPDATE blobs SET deleting_at = ? WHERE digest = ? AND deleting_at IS NULL
+         RETURNING size",
+    )
+    .bind(now_ms)
+    .bind(&l.digest)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM repo_blobs WHERE digest = ?")
+        .bind(&l.digest)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM gc_queue WHERE digest = ?")
+        .bind(&l.digest)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(size as u64))
+}
+
 #[async_trait]
 impl Gc for SqliteBackend {
     async fn mark(&self, now_ms: i64, grace_ms: i64, limit: u32) -> Result<MarkReport> {
@@ -112,49 +160,39 @@ impl Gc for SqliteBackend {
         grace_ms: i64,
     ) -> Result<Option<u64>> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query(&format!(
-            "{LOOK} WHERE q.digest = ? AND q.marked_at IS NOT NULL"
-        ))
-        .bind(digest.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(l) = row.as_ref().map(look) else {
-            // Unmarked by a use since it was listed, or handled by another sweep.
-            return Ok(None);
-        };
-        if !l.live || l.referenced {
-            drop_entry(&mut tx, &l.digest, l.gen).await?;
-            tx.commit().await?;
-            return Ok(None);
-        }
-        if let Some(t) = l.newest_link.filter(|t| *t > now_ms - grace_ms) {
-            defer(&mut tx, &l.digest, t + grace_ms).await?;
-            tx.commit().await?;
-            return Ok(None);
-        }
-        if l.pinned {
-            defer(&mut tx, &l.digest, now_ms + grace_ms).await?;
-            tx.commit().await?;
-            return Ok(None);
-        }
-        let size: i64 = sqlx::query_scalar(
-            "UPDATE blobs SET deleting_at = ? WHERE digest = ? AND deleting_at IS NULL
-             RETURNING size",
-        )
-        .bind(now_ms)
-        .bind(&l.digest)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM repo_blobs WHERE digest = ?")
-            .bind(&l.digest)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM gc_queue WHERE digest = ?")
-            .bind(&l.digest)
-            .execute(&mut *tx)
-            .await?;
+        let decided = decide_delete(&mut tx, digest, now_ms, grace_ms).await?;
         tx.commit().await?;
-        Ok(Some(size as u64))
+        Ok(decided)
+    }
+
+    async fn begin_delete_many(
+        &self,
+        digests: &[Digest],
+        now_ms: i64,
+        grace_ms: i64,
+    ) -> Result<Vec<(Digest, u64)>> {
+        // One transaction, one fsync: every decision inside is the same serializable re-check.
+        let mut tx = self.begin().await?;
+        let mut out = Vec::new();
+        for d in digests {
+            if let Some(size) = decide_delete(&mut tx, d, now_ms, grace_ms).await? {
+                out.push((d.clone(), size));
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn finish_delete_many(&self, digests: &[Digest]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for d in digests {
+            sqlx::query("DELETE FROM blobs WHERE digest = ? AND deleting_at IS NOT NULL")
+                .bind(d.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn finish_delete(&self, digest: &Digest) -> Result<()> {

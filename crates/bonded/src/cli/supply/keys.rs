@@ -24,6 +24,9 @@ pub enum KeyCommand {
     },
     /// Prints the id and algorithm of a PEM key (public or private).
     Id { path: PathBuf },
+    /// The registry's token signing key (access control).
+    #[command(flatten)]
+    Token(crate::cli::manage::KeyCommand),
 }
 
 fn with_suffix(p: &std::path::Path, suffix: &str) -> PathBuf {
@@ -59,8 +62,9 @@ fn write_private(path: &std::path::Path, pem: &str, force: bool) -> anyhow::Resu
     Ok(())
 }
 
-pub fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        KeyCommand::Token(c) => crate::cli::manage::key(c).await,
         KeyCommand::Generate {
             algorithm,
             out,

@@ -25,7 +25,8 @@ use super::reference::ImageRef;
 
 #[derive(Subcommand)]
 pub enum SupplyCommand {
-    /// Signing keys: bonded key generate --out release
+    /// Keys: `bonded key generate --out release` (signing), `bonded key rotate <registry>` (the
+    /// registry's token signing key)
     Key {
         #[command(subcommand)]
         command: keys::KeyCommand,
@@ -52,7 +53,7 @@ pub enum SupplyCommand {
 
 pub async fn run(cmd: SupplyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        SupplyCommand::Key { command } => keys::run(command),
+        SupplyCommand::Key { command } => keys::run(command).await,
         SupplyCommand::Sign(a) => attest::sign(a).await,
         SupplyCommand::Attest(a) => attest::attest(*a).await,
         SupplyCommand::Sbom { command } => sbom::run(command).await,
