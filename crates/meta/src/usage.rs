@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use crate::postgres::PostgresBackend;
 use crate::sqlite::SqliteBackend;
@@ -28,6 +27,9 @@ fn counts_query(ns: &str) -> String {
          WHERE m.deleted_at IS NULL GROUP BY 1"
     )
 }
+
+/// (namespace, manifest time, blob digest, blob size, blob time), as `refs_query` selects.
+type RefRow = (String, i64, String, i64, i64);
 
 /// Folds (namespace, manifest time, blob, size, blob time) rows into usage.
 struct Fold {
@@ -77,6 +79,12 @@ impl Fold {
         }
     }
 
+    fn add_all(&mut self, rows: Vec<RefRow>) {
+        for (ns, m_created, digest, size, b_created) in rows {
+            self.add(&ns, m_created, digest, size as u64, b_created);
+        }
+    }
+
     fn finish(self, counts: Vec<(String, i64)>) -> Vec<NamespaceUsage> {
         let mut me = self;
         for (ns, n) in counts {
@@ -93,18 +101,10 @@ const PG_NS: &str = "split_part(r.name, '/', 1)";
 impl Usage for SqliteBackend {
     async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>> {
         let mut fold = Fold::new(since_ms);
-        let rows = sqlx::query(&refs_query(SQLITE_NS))
+        let rows: Vec<RefRow> = sqlx::query_as(&refs_query(SQLITE_NS))
             .fetch_all(self.reader())
             .await?;
-        for r in &rows {
-            fold.add(
-                r.get::<&str, _>(0),
-                r.get(1),
-                r.get(2),
-                r.get::<i64, _>(3) as u64,
-                r.get(4),
-            );
-        }
+        fold.add_all(rows);
         let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(SQLITE_NS))
             .fetch_all(self.reader())
             .await?;
@@ -124,18 +124,10 @@ impl Usage for SqliteBackend {
 impl Usage for PostgresBackend {
     async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>> {
         let mut fold = Fold::new(since_ms);
-        let rows = sqlx::query(&refs_query(PG_NS))
+        let rows: Vec<RefRow> = sqlx::query_as(&refs_query(PG_NS))
             .fetch_all(self.pool())
             .await?;
-        for r in &rows {
-            fold.add(
-                r.get::<&str, _>(0),
-                r.get(1),
-                r.get(2),
-                r.get::<i64, _>(3) as u64,
-                r.get(4),
-            );
-        }
+        fold.add_all(rows);
         let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(PG_NS))
             .fetch_all(self.pool())
             .await?;

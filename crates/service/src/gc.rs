@@ -9,7 +9,7 @@ use bonded_types::{Digest, UploadId};
 use futures::StreamExt;
 use tracing::{info, warn};
 
-use crate::{Error, Registry, Result};
+use crate::{now_ms, Error, Registry, Result};
 
 /// Queue entries looked at per metadata transaction, so no transaction holds locks for long.
 const BATCH: u32 = 256;
@@ -63,7 +63,7 @@ impl Registry {
         let mut report = GcReport::default();
         let grace_ms = policy.grace.as_millis() as i64;
 
-        let purge_before = millis(SystemTime::now()) - policy.undelete_window.as_millis() as i64;
+        let purge_before = now_ms() - policy.undelete_window.as_millis() as i64;
         loop {
             let n = self
                 .meta
@@ -91,11 +91,7 @@ impl Registry {
 
         let started = std::time::Instant::now();
         loop {
-            let m = self
-                .meta
-                .gc()
-                .mark(millis(SystemTime::now()), grace_ms, BATCH)
-                .await?;
+            let m = self.meta.gc().mark(now_ms(), grace_ms, BATCH).await?;
             report.mark.examined += m.examined;
             report.mark.marked += m.marked;
             report.mark.dropped += m.dropped;
@@ -112,10 +108,10 @@ impl Registry {
         // Only what was marked a grace period before this sweep started. Decisions are taken a
         // batch per transaction; the bytes of the flagged blobs are deleted concurrently.
         let started = std::time::Instant::now();
-        let cutoff = millis(SystemTime::now()) - grace_ms;
+        let cutoff = now_ms() - grace_ms;
         loop {
             let batch = self.meta.gc().marked(cutoff, BATCH).await?;
-            let now = millis(SystemTime::now());
+            let now = now_ms();
             let flagged = self
                 .meta
                 .gc()
@@ -165,7 +161,7 @@ impl Registry {
         Ok(self
             .meta
             .gc()
-            .plan(millis(SystemTime::now()), grace.as_millis() as i64)
+            .plan(now_ms(), grace.as_millis() as i64)
             .await?)
     }
 

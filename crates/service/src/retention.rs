@@ -11,7 +11,6 @@
 //! kept index names; what a kept manifest names or is referred to by stays.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, SystemTime};
 
 use bonded_meta::{ManifestInfo, MetaError};
 use bonded_types::{Digest, RepoName, Tag};
@@ -19,7 +18,7 @@ use globset::GlobMatcher;
 use tracing::info;
 
 use crate::rules::{glob, RulesError};
-use crate::{Registry, Result};
+use crate::{now_ms, Registry, Result};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -187,13 +186,6 @@ fn plan_repo(
             reason,
         })
         .collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as i64
 }
 
 impl Registry {
