@@ -3,6 +3,7 @@
 # (crates/bonded/tests/interop.rs), only when they are missing:
 #   - skopeo            (Debian package)
 #   - sqlite3           (Debian package; the audit tamper test edits rows behind bonded's back)
+#   - prometheus        (Debian package; tests/promotion.rs reads canary metrics from it)
 #   - python3 + oras    (the oras-py SDK from PyPI, for the `python3` on PATH;
 #                        pulls in `requests`, which the interop script also uses)
 #   - securesystemslib, in-toto, cyclonedx-bom (PyPI; tests/supply.rs)
@@ -38,6 +39,11 @@ apt_install() {
 if ! command -v skopeo >/dev/null 2>&1; then
     apt_install skopeo
     command -v skopeo >/dev/null 2>&1 || die "skopeo still not on PATH after install"
+fi
+# --- prometheus (Debian package; the canary test scrapes bonded with it) ----------
+if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+    apt_install prometheus
+    [ -x /usr/bin/prometheus ] || die "prometheus still not installed"
 fi
 # --- sqlite3 ----------------------------------------------------------------
 if ! command -v sqlite3 >/dev/null 2>&1; then

@@ -72,7 +72,11 @@ impl App {
             bonded_service::supply::Policies::new(&config.policy).context("in [[policy]]")?;
         let rules = Rules::new(&rules)
             .context("in immutable_tags")?
-            .with_policies(policies);
+            .with_policies(policies)
+            .with_environments(
+                bonded_service::promotion::Environments::new(&config.promotion)
+                    .map_err(|e| anyhow::anyhow!("in [promotion]: {e}"))?,
+            );
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             chunk_min_bytes: config.limits.chunk_min_bytes,
@@ -143,6 +147,10 @@ impl App {
             auth: self.auth.clone(),
             audit: self.audit.clone(),
             realm: (!self.config.auth.realm.is_empty()).then(|| self.config.auth.realm.clone()),
+            metric_source: self.config.canary.prometheus_url.as_ref().map(|url| {
+                Arc::new(crate::prometheus::Prometheus::new(url))
+                    as Arc<dyn bonded_service::promotion::MetricSource>
+            }),
         });
         println!("bonded listening on http://{bound}");
         info!(%bound, data_dir = %self.config.data_dir.display(), "bonded started");

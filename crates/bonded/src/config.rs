@@ -30,6 +30,17 @@ pub struct Config {
     /// Supply-chain policies (`[[policy]]`): signatures, provenance and SBOMs required on pull
     /// and push. See docs/supply-chain.md.
     pub policy: Vec<bonded_service::supply::PolicyConfig>,
+    /// Environments, their order and promotion gates (`[promotion]`). See docs/promotion.md.
+    pub promotion: bonded_service::promotion::PromotionConfig,
+    pub canary: Canary,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    /// A Prometheus-compatible server canary analysis may query (`/api/v1/query_range`), e.g.
+    /// `http://127.0.0.1:9090`. Unset: canary samples must be submitted with the request.
+    pub prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,6 +259,8 @@ impl Default for Config {
             },
             immutable_tags: vec![],
             policy: vec![],
+            promotion: Default::default(),
+            canary: Canary::default(),
         }
     }
 }
@@ -352,6 +365,13 @@ impl Config {
         }
         bonded_service::supply::Policies::new(&self.policy)
             .map_err(|e| anyhow::anyhow!("invalid [[policy]]: {e}"))?;
+        bonded_service::promotion::Environments::new(&self.promotion)
+            .map_err(|e| anyhow::anyhow!("invalid [promotion]: {e}"))?;
+        if let Some(url) = &self.canary.prometheus_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("canary.prometheus_url must be an http:// or https:// URL, not {url:?}");
+            }
+        }
         Ok(())
     }
 

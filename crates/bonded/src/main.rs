@@ -9,6 +9,7 @@ mod app;
 mod cli;
 mod config;
 mod migrate;
+mod prometheus;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

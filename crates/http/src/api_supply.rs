@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use crate::AppState;
 
 /// What a caller must be allowed, when access control is on.
-enum Need<'a> {
+pub(crate) enum Need<'a> {
     /// Any authenticated account.
     Account,
     /// Pull on this repository.
@@ -42,9 +42,61 @@ enum Need<'a> {
     SystemAdmin,
 }
 
+/// Who called, as [`authorize`] found: name for the audit log, address, and role on the
+/// repository the need named (`admin` when access control is off: everyone may do everything).
+pub(crate) struct Caller {
+    pub name: String,
+    pub source: String,
+    pub role: bonded_service::auth::Role,
+}
+
+/// [`authorize`], returning the caller's role on `repo` too.
+pub(crate) async fn authorize_on(
+    state: &AppState,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+    repo: &RepoName,
+    least: bonded_service::auth::Role,
+) -> Result<Caller, ApiError> {
+    use bonded_service::auth::Role;
+    let source = crate::api::source(ext);
+    let (Some(auth), Some(p)) = (
+        &state.auth,
+        crate::api::caller(state, headers, &source)
+            .await
+            .map_err(ApiError::from_access)?,
+    ) else {
+        return Ok(Caller {
+            name: "anonymous".into(),
+            source,
+            role: Role::Admin,
+        });
+    };
+    let role = auth
+        .access(&p)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
+        .role_on(repo);
+    match role {
+        Some(r) if r >= least => Ok(Caller {
+            name: p.name().to_string(),
+            source,
+            role: r,
+        }),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!(
+                "{} may not do this: it needs the {least} role on {repo}",
+                p.name()
+            ),
+        )),
+    }
+}
+
 /// Checks the caller against `need`; returns its name for the audit log (`anonymous` when access
 /// control is off).
-async fn authorize(
+pub(crate) async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     ext: &axum::http::Extensions,
@@ -80,7 +132,7 @@ async fn authorize(
     Ok((p.name().to_string(), source))
 }
 
-async fn audit(
+pub(crate) async fn audit(
     state: &AppState,
     actor: String,
     source: String,
@@ -188,14 +240,18 @@ async fn coverage(
 }
 
 /// A management API error: status and the documented envelope.
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -208,7 +264,7 @@ impl ApiError {
         ApiError::new(e.status, e.code, e.message)
     }
 
-    fn bad(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
     }
 }

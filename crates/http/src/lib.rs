@@ -10,6 +10,7 @@
 //! manifest, and that only up to the configured limit.
 
 pub mod api;
+pub mod api_promotion;
 pub mod api_supply;
 mod auth;
 mod blobs;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub audit: Option<Auditor>,
     /// The token endpoint URL put in challenges; `None` derives it from the request's `Host`.
     pub realm: Option<String>,
+    /// Where canary analysis reads metrics (`[canary] prometheus_url`); `None` if not configured.
+    pub metric_source: Option<Arc<dyn bonded_service::promotion::MetricSource>>,
 }
 
 /// The full router.
@@ -59,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(api_supply::router())
+        .merge(api_promotion::router())
         .route("/auth/token", get(token))
         .nest("/api/v1", api::router())
         .with_state(state)

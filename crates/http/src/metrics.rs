@@ -7,6 +7,8 @@
 //! SBOM coverage alongside; refreshed by the coverage job, see `api_supply`).
 //! Garbage collection: runs by outcome, blobs marked, swept (and bytes), spared.
 //! M7 storage growth: `bonded_storage_*_bytes` per namespace, and bytes added over 7d/30d.
+//! M3 deployment artifact mismatch rate (`bonded_deployments_reported_total` by outcome), M6 time
+//! to promote (`bonded_time_to_promote_seconds`), promotion moves and canary verdicts.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -64,6 +66,74 @@ pub struct Metrics {
     pub supply_sbom: Family<NamespaceLabels, Gauge>,
     pub gc: GcMetrics,
     pub storage: StorageMetrics,
+    pub promotion: PromotionMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvOutcomeLabels {
+    pub namespace: String,
+    pub environment: String,
+    /// promotions: `promoted`, `refused`, `rolled_back`; deployments: `match`, `mismatch`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvLabels {
+    pub namespace: String,
+    pub environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub namespace: String,
+    pub verdict: &'static str,
+}
+
+/// Promotion, deployments (M3 artifact mismatch rate) and time to promote (M6).
+pub struct PromotionMetrics {
+    pub moves: Family<EnvOutcomeLabels, Counter>,
+    pub deployments: Family<EnvOutcomeLabels, Counter>,
+    pub time_to_promote: Family<EnvLabels, Histogram>,
+    pub canary_verdicts: Family<VerdictLabels, Counter>,
+}
+
+impl Default for PromotionMetrics {
+    fn default() -> Self {
+        PromotionMetrics {
+            moves: Family::default(),
+            deployments: Family::default(),
+            // 1 minute to ~ 1 year.
+            time_to_promote: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(60.0, 4.0, 10))
+            }),
+            canary_verdicts: Family::default(),
+        }
+    }
+}
+
+impl PromotionMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "promotion_moves",
+            "Environment pointer moves and refused promotions, by outcome",
+            self.moves.clone(),
+        );
+        registry.register(
+            "deployments_reported",
+            "Reported deployments; outcome `mismatch` when the digest is not the one the environment points at (M3 artifact mismatch rate)",
+            self.deployments.clone(),
+        );
+        registry.register(
+            "time_to_promote_seconds",
+            "Time from an artifact's push to its promotion into each environment (M6)",
+            self.time_to_promote.clone(),
+        );
+        registry.register(
+            "canary_verdicts",
+            "Canary analysis verdicts",
+            self.canary_verdicts.clone(),
+        );
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -225,6 +295,8 @@ impl Default for Metrics {
         gc.register(&mut registry);
         let storage = StorageMetrics::default();
         storage.register(&mut registry);
+        let promotion = PromotionMetrics::default();
+        promotion.register(&mut registry);
         let supply_artifacts = Family::<NamespaceLabels, Gauge>::default();
         let supply_signed = Family::<NamespaceLabels, Gauge>::default();
         let supply_provenance = Family::<NamespaceLabels, Gauge>::default();
@@ -252,6 +324,7 @@ impl Default for Metrics {
         Metrics {
             gc,
             storage,
+            promotion,
             registry,
             supply_artifacts,
             supply_signed,

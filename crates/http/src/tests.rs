@@ -39,6 +39,7 @@ async fn setup_with(limits: Limits) -> T {
         auth: None,
         audit: None,
         realm: None,
+        metric_source: None,
     });
     T {
         app,

@@ -14,6 +14,7 @@ use tokio::sync::Barrier;
 use crate::{MetaError, MetaStore, NewManifest, TagWrite};
 
 mod gc;
+mod promotion;
 mod trust;
 mod undelete;
 

@@ -6,7 +6,7 @@
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
 //! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`]; for the supply chain [`Trust`] and
 //! [`Attestations`]; for access control and audit [`Accounts`], [`Grants`], [`SigningKeys`],
-//! [`Audit`]). Called by the service layer; it never calls it back, and
+//! [`Audit`]; for promotion [`Promotions`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -17,6 +17,7 @@
 
 pub mod auth;
 mod postgres;
+pub mod promotion;
 mod sqlite;
 mod trust;
 mod usage;
@@ -30,6 +31,9 @@ use bonded_types::{Digest, MediaType, RepoName, Tag, UploadId};
 pub use auth::{
     chain_hash, AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord,
     Checkpoint, GrantRecord, Grants, SigningKeyRecord, SigningKeys,
+};
+pub use promotion::{
+    Approval, CanaryRecord, Deployment, MoveKind, Moved, PointerMove, PointerRecord, Promotions,
 };
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
 
@@ -364,6 +368,7 @@ trait Backend:
     + Grants
     + SigningKeys
     + Audit
+    + Promotions
 {
 }
 impl<T> Backend for T where
@@ -380,6 +385,7 @@ impl<T> Backend for T where
         + Grants
         + SigningKeys
         + Audit
+        + Promotions
 {
 }
 
@@ -444,6 +450,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn audit(&self) -> &dyn Audit {
+        &*self.backend
+    }
+    pub fn promotions(&self) -> &dyn Promotions {
         &*self.backend
     }
 }

@@ -23,6 +23,13 @@
 mod access;
 mod trust;
 
+/// The promotion aggregate's SQL, shared with the other backend (`crate::promotion`).
+mod promotion {
+    use super::PostgresBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::promotion::promotions_sql!(PostgresBackend, sqlx::postgres::PgRow, pool, pool);
+}
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;

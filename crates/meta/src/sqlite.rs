@@ -13,6 +13,13 @@ use std::time::Duration;
 
 mod trust;
 
+/// The promotion aggregate's SQL, shared with the other backend (`crate::promotion`).
+mod promotion {
+    use super::SqliteBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::promotion::promotions_sql!(SqliteBackend, sqlx::sqlite::SqliteRow, writer, reader);
+}
+
 use async_trait::async_trait;
 use bonded_types::{Digest, RepoName, Tag, UploadId};
 use sqlx::sqlite::{

@@ -19,6 +19,7 @@ mod hashing;
 mod listing;
 mod manifests;
 mod migration;
+pub mod promotion;
 mod retention;
 mod rules;
 pub mod supply;
@@ -81,6 +82,8 @@ pub struct Registry {
     uploads: uploads::Tracker,
     /// Manifest pulls not yet written to the metadata store (for retention's "pulled within").
     pulls: Arc<std::sync::Mutex<PullLog>>,
+    /// The registry's promotion-attestation key, once loaded (see `promotion::attest`).
+    attest_key: Arc<std::sync::Mutex<Option<Arc<bonded_supply::keys::SigningKey>>>>,
 }
 
 type PullLog = std::collections::HashMap<(bonded_types::RepoName, bonded_types::Digest), i64>;
@@ -94,6 +97,7 @@ impl Registry {
             limits,
             uploads: uploads::Tracker::default(),
             pulls: Arc::default(),
+            attest_key: Arc::default(),
         }
     }
 

@@ -186,6 +186,9 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
         };
+        if let Reference::Tag(t) = reference {
+            self.refuse_environment_tag(repo, t)?;
+        }
         let parsed = parse_manifest(content_type, &body)?;
         // Tagging is what policy guards; pushes by digest (and referrers) are how an artifact
         // gets signed and attested before that.
@@ -223,6 +226,28 @@ impl Registry {
             subject: parsed.subject,
             policy_warnings,
         })
+    }
+
+    /// Environment pointers move only by promotion and rollback.
+    fn refuse_environment_tag(&self, repo: &RepoName, tag: &bonded_types::Tag) -> Result<()> {
+        if self.rules.environments.is_environment(repo, tag) {
+            return Err(Error::Denied(format!(
+                "tag {tag} of {repo} is an environment: it moves only by promotion or rollback \
+                 (`bonded promote {repo}@<digest> --to {tag}`, `bonded rollback {repo} --env {tag}`)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What an environment points at, or pointed at recently, is kept so rollback can reach it.
+    pub(crate) async fn refuse_protected(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if self.protected_digests(repo).await?.contains(digest) {
+            return Err(Error::Denied(format!(
+                "manifest {digest} of {repo} is, or recently was, an environment's digest; it is \
+                 kept so that rollback can reach it (see `bonded history {repo}`)"
+            )));
+        }
+        Ok(())
     }
 
     async fn manifest_missing(&self, repo: &RepoName) -> Error {
@@ -275,6 +300,7 @@ impl Registry {
                 if self.rules.tag_is_immutable(repo, t) {
                     return Err(Error::Denied(format!("tag {t} in {repo} is immutable")));
                 }
+                self.refuse_environment_tag(repo, t)?;
                 self.meta.tags().delete(repo, t).await.map_err(not_found)
             }
             Reference::Digest(d) => {
@@ -284,6 +310,7 @@ impl Registry {
                         "manifest {d} is the target of immutable tag {t} in {repo}"
                     )));
                 }
+                self.refuse_protected(repo, d).await?;
                 self.meta
                     .manifests()
                     .delete(repo, d)

@@ -5,7 +5,8 @@
 //! Per repository the first rule whose pattern matches applies. A *top-level* manifest (not a
 //! referrer, not named by an index) is **protected** if it is among the `keep_last` most recently
 //! pushed, was pushed or pulled within `keep_days`, has a tag matching `keep_tags`, or has an
-//! immutable tag. An unprotected one is deleted if the rule ages artifacts out (`keep_last` or
+//! immutable or environment tag, or is among the last `keep_history` digests of an environment
+//! (`promotion`). An unprotected one is deleted if the rule ages artifacts out (`keep_last` or
 //! `keep_days` set), or if it is untagged and older than `untagged_days`. What goes with a deleted
 //! manifest: its referrers (signatures, SBOMs, attestations, recursively) and the index entries no
 //! kept index names; what a kept manifest names or is referred to by stays.
@@ -86,7 +87,8 @@ pub struct RetentionPlan {
     pub bytes_freed: u64,
 }
 
-/// Plans one repository. `immutable` says whether a tag may never be deleted.
+/// Plans one repository. `immutable` says whether a tag may never be deleted; `pinned` lists
+/// manifests that are always kept (what environments point at or recently pointed at).
 fn plan_repo(
     repo: &RepoName,
     rule: &RetentionRule,
@@ -94,6 +96,7 @@ fn plan_repo(
     inventory: &[ManifestInfo],
     now_ms: i64,
     immutable: &dyn Fn(&Tag) -> bool,
+    pinned: &BTreeSet<Digest>,
 ) -> Vec<PlannedDeletion> {
     let by_digest: HashMap<&Digest, &ManifestInfo> =
         inventory.iter().map(|m| (&m.digest, m)).collect();
@@ -125,7 +128,8 @@ fn plan_repo(
     let mut doomed: BTreeMap<&Digest, String> = BTreeMap::new();
     for (rank, m) in top.iter().enumerate() {
         let last_used = m.last_pulled_at_ms.unwrap_or(0).max(m.created_at_ms);
-        let protected = rule.keep_last.is_some_and(|n| rank < n as usize)
+        let protected = pinned.contains(&m.digest)
+            || rule.keep_last.is_some_and(|n| rank < n as usize)
             || rule
                 .keep_days
                 .is_some_and(|d| now_ms - last_used < i64::from(d) * DAY_MS)
@@ -205,9 +209,14 @@ impl Registry {
                     continue;
                 };
                 let inventory = self.meta.manifests().inventory(repo).await?;
-                let immutable = |t: &Tag| self.rules.tag_is_immutable(repo, t);
+                let immutable = |t: &Tag| {
+                    self.rules.tag_is_immutable(repo, t)
+                        || self.rules.environments.is_environment(repo, t)
+                };
+                let pinned: BTreeSet<Digest> =
+                    self.protected_digests(repo).await?.into_iter().collect();
                 plan.deletions.extend(plan_repo(
-                    repo, rule, keep_tags, &inventory, now, &immutable,
+                    repo, rule, keep_tags, &inventory, now, &immutable, &pinned,
                 ));
             }
             match repos.last() {
@@ -270,7 +279,9 @@ mod tests {
         let repo: RepoName = "ci/app".parse().unwrap();
         let (tags, rule) = r.rule_for(&repo).unwrap();
         let immutable = |t: &Tag| t.as_str() == "locked";
-        let mut out: Vec<u32> = plan_repo(&repo, rule, tags, inv, NOW, &immutable)
+        // Manifest 98 is an environment's digest (or was recently).
+        let pinned: BTreeSet<Digest> = [dg(98)].into_iter().collect();
+        let mut out: Vec<u32> = plan_repo(&repo, rule, tags, inv, NOW, &immutable, &pinned)
             .iter()
             .map(|d| (1..100).find(|i| dg(*i) == d.digest).unwrap())
             .collect();
@@ -283,6 +294,16 @@ mod tests {
             repositories: "ci/**".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn environment_digests_are_never_planned_for_deletion() {
+        let inv = [m(98, 500, &[]), m(2, 500, &[]), m(3, 0, &["x"])];
+        let r = RetentionRule {
+            keep_last: Some(1),
+            ..rule()
+        };
+        assert_eq!(plan(r, &inv), [2]);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Rules {
     immutable: Vec<(GlobMatcher, GlobMatcher)>,
     /// Supply-chain policy (signatures, provenance, SBOMs); see `supply::policy`.
     pub(crate) policies: crate::supply::Policies,
+    /// Environments and promotion gates; see `promotion::config`.
+    pub(crate) environments: crate::promotion::Environments,
 }
 
 pub(crate) fn glob(pattern: &str) -> Result<GlobMatcher, RulesError> {
@@ -47,12 +49,19 @@ impl Rules {
         Ok(Rules {
             immutable,
             policies: Default::default(),
+            environments: Default::default(),
         })
     }
 
     /// Adds supply-chain policy rules.
     pub fn with_policies(mut self, policies: crate::supply::Policies) -> Rules {
         self.policies = policies;
+        self
+    }
+
+    /// Sets the environments and promotion gates.
+    pub fn with_environments(mut self, environments: crate::promotion::Environments) -> Rules {
+        self.environments = environments;
         self
     }
 

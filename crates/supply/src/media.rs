@@ -60,3 +60,47 @@ impl Kind {
         }
     }
 }
+
+/// What goes into an attestation's referrer manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct ReferrerParts<'a> {
+    pub artifact_type: &'a str,
+    /// Digest of the empty config `{}` (2 bytes).
+    pub empty_config: &'a bonded_types::Digest,
+    pub envelope: &'a bonded_types::Digest,
+    pub envelope_size: u64,
+    pub predicate_type: &'a str,
+    pub subject_media_type: &'a str,
+    pub subject: &'a bonded_types::Digest,
+    pub subject_size: u64,
+    pub key_id: &'a str,
+    /// RFC 3339.
+    pub created: &'a str,
+}
+
+/// The referrer manifest carrying one envelope, laid out as this module's header says. Shared by
+/// the CLI (signatures and attestations) and the server (promotion attestations).
+pub fn referrer_manifest(p: &ReferrerParts<'_>) -> serde_json::Value {
+    use bonded_types::media_types;
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "artifactType": p.artifact_type,
+        "config": { "mediaType": media_types::OCI_EMPTY, "digest": p.empty_config.to_string(), "size": 2 },
+        "layers": [{
+            "mediaType": DSSE_ENVELOPE,
+            "digest": p.envelope.to_string(),
+            "size": p.envelope_size,
+            "annotations": { PREDICATE_TYPE_ANNOTATION: p.predicate_type },
+        }],
+        "subject": {
+            "mediaType": p.subject_media_type,
+            "digest": p.subject.to_string(),
+            "size": p.subject_size,
+        },
+        "annotations": {
+            KEY_ID_ANNOTATION: p.key_id,
+            "org.opencontainers.image.created": p.created,
+        },
+    })
+}

@@ -136,12 +136,17 @@ pub enum AuditCommand {
     },
 }
 
-fn client(registry: &str, conn: &Conn) -> anyhow::Result<Client> {
+pub(super) fn client(registry: &str, conn: &Conn) -> anyhow::Result<Client> {
     Client::new(registry.trim_end_matches('/'), conn.plain_http)
 }
 
 /// One management API call; errors come back as the API's envelope, shown as text.
-async fn api(c: &Client, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+pub(super) async fn api(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let mut rb = c
         .http()
         .request(method, format!("{}/api/v1{path}", c.base()));
@@ -381,6 +386,12 @@ fn time_arg(s: &str) -> anyhow::Result<i64> {
 }
 
 fn serde_urlencoded(pairs: &[(&str, &String)]) -> String {
+    let owned: Vec<(&str, String)> = pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    query(&owned)
+}
+
+/// A URL-encoded query string.
+pub(super) fn query(pairs: &[(&str, String)]) -> String {
     let mut u = reqwest::Url::parse("http://x/").expect("static URL");
     u.query_pairs_mut()
         .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));

@@ -4,6 +4,7 @@ mod auth;
 mod client;
 mod credentials;
 mod manage;
+mod promote;
 mod pull;
 mod push;
 mod reference;
@@ -92,6 +93,24 @@ pub enum ClientCommand {
     /// Query and verify the tamper-evident audit log (system admins).
     #[command(subcommand)]
     Audit(manage::AuditCommand),
+    /// Promote an artifact into an environment through its gates:
+    /// bonded promote localhost:5000/app@sha256:… --to staging
+    Promote(promote::PromoteArgs),
+    /// Move an environment back to its previous digest (or --to one from its history):
+    /// bonded rollback localhost:5000/app --env prod
+    Rollback(promote::RollbackArgs),
+    /// Every move of a repository's environments, with actors and gate verdicts.
+    History(promote::HistoryArgs),
+    /// A repository's environments in order and where each points.
+    Envs(promote::EnvsArgs),
+    /// Approve an artifact for an environment (counted by approval gates).
+    Approve(promote::ApproveArgs),
+    /// Report a deployment: bonded deploy localhost:5000/app@sha256:… --env prod --target eu-1
+    Deploy(promote::DeployArgs),
+    /// What runs where, and the artifact mismatch rate.
+    Deployments(promote::DeploymentsArgs),
+    /// Judge a canary against its baseline (Mann–Whitney U per metric) and record the verdict.
+    Canary(promote::CanaryArgs),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
@@ -107,6 +126,14 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Robot(c) => manage::robot(c).await,
         ClientCommand::Grant(c) => manage::grant(c).await,
         ClientCommand::Audit(c) => manage::audit(c).await,
+        ClientCommand::Promote(a) => promote::promote(a).await,
+        ClientCommand::Rollback(a) => promote::rollback(a).await,
+        ClientCommand::History(a) => promote::history(a).await,
+        ClientCommand::Envs(a) => promote::envs(a).await,
+        ClientCommand::Approve(a) => promote::approve(a).await,
+        ClientCommand::Deploy(a) => promote::deploy(a).await,
+        ClientCommand::Deployments(a) => promote::deployments(a).await,
+        ClientCommand::Canary(a) => promote::canary(a).await,
         ClientCommand::Push(args) => push::run(args).await,
         ClientCommand::Supply(cmd) => supply::run(cmd).await,
         ClientCommand::Pull(args) => pull::run(args).await,

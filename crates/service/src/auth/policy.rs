@@ -211,6 +211,18 @@ impl Access {
         }
     }
 
+    /// The highest role this caller holds on `repo` (a system admin: admin).
+    pub fn role_on(&self, repo: &RepoName) -> Option<Role> {
+        if self.system_admin {
+            return Some(Role::Admin);
+        }
+        self.grants
+            .iter()
+            .filter(|(ns, _)| ns.matches(repo))
+            .map(|(_, r)| *r)
+            .max()
+    }
+
     pub fn allows(&self, action: Action, repo: &RepoName) -> bool {
         self.system_admin
             || self

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::namespace;
-use super::policy::{PolicyEvent, PolicyMode, PolicyRule, RequireProvenance};
+use super::policy::{PolicyConfig, PolicyEvent, PolicyMode, PolicyRule, RequireProvenance};
 use crate::{Error, Registry, Result};
 
 /// Largest envelope read back for verification (SBOMs can be large; signatures are tiny).
@@ -162,10 +162,13 @@ fn provenance_fits(v: &Verified, req: &RequireProvenance) -> std::result::Result
     Ok(())
 }
 
-fn judge(rule: &PolicyRule, findings: &[Finding]) -> Verdict {
+/// What `config` requires of an artifact with these findings, in the order signature,
+/// provenance, SBOM (only those it asks for). Shared with promotion gates.
+pub(crate) fn requirements(config: &PolicyConfig, findings: &[Finding]) -> Vec<Requirement> {
+    let rule = config;
     let mut reqs = Vec::new();
     let ok = |kind: Kind| findings.iter().filter(move |f| f.kind == kind);
-    if let Some(sig) = &rule.config.require_signature {
+    if let Some(sig) = &rule.require_signature {
         let met = ok(Kind::Signature)
             .any(|f| matches!(&f.outcome, Ok(v) if v.key_sets.contains(&sig.key_set)));
         reqs.push(Requirement {
@@ -183,7 +186,7 @@ fn judge(rule: &PolicyRule, findings: &[Finding]) -> Verdict {
             },
         });
     }
-    if let Some(req) = &rule.config.require_provenance {
+    if let Some(req) = &rule.require_provenance {
         let met = ok(Kind::Provenance)
             .any(|f| matches!(&f.outcome, Ok(v) if provenance_fits(v, req).is_ok()));
         let mut what = "SLSA provenance".to_string();
@@ -205,7 +208,7 @@ fn judge(rule: &PolicyRule, findings: &[Finding]) -> Verdict {
             },
         });
     }
-    if rule.config.require_sbom {
+    if rule.require_sbom {
         let met = ok(Kind::Sbom).any(|f| f.outcome.is_ok());
         reqs.push(Requirement {
             what: "a signed SBOM".into(),
@@ -217,18 +220,22 @@ fn judge(rule: &PolicyRule, findings: &[Finding]) -> Verdict {
             },
         });
     }
+    reqs
+}
+
+fn judge(rule: &PolicyRule, findings: &[Finding]) -> Verdict {
     Verdict {
         rule: rule.name.clone(),
         mode: rule.config.mode,
         events: rule.config.on.clone(),
-        requirements: reqs,
+        requirements: requirements(&rule.config, findings),
     }
 }
 
 impl Registry {
     /// The namespace's trusted keys, parsed. A row whose key no longer parses is skipped loudly:
     /// it can only make fewer things pass.
-    pub(super) async fn trusted_keys(&self, ns: &str) -> Result<Vec<TrustedKey>> {
+    pub(crate) async fn trusted_keys(&self, ns: &str) -> Result<Vec<TrustedKey>> {
         let rows = self.meta.trust().keys(ns).await?;
         let mut keys = Vec::with_capacity(rows.len());
         for r in rows {
@@ -310,7 +317,7 @@ impl Registry {
         }
     }
 
-    pub(super) async fn findings(
+    pub(crate) async fn findings(
         &self,
         repo: &RepoName,
         subject: &Digest,

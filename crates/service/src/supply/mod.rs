@@ -21,6 +21,7 @@ use bonded_types::RepoName;
 
 pub use bonded_meta::TrustedKeyRecord;
 pub use coverage::Coverage;
+pub(crate) use evaluate::requirements;
 pub use evaluate::{Finding, Overview, Requirement, Verdict};
 pub use policy::{
     Policies, PolicyConfig, PolicyError, PolicyEvent, PolicyMode, RequireProvenance,

@@ -18,7 +18,7 @@ use bonded_supply::media::{self, Kind};
 use bonded_supply::statement::Statement;
 use bonded_types::{media_types, Digest, Reference};
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::client::{Client, Manifest};
 use super::reference::ImageRef;
@@ -145,26 +145,18 @@ pub async fn attach(
     let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement.to_json(), key).to_json();
     let layer = client.upload_bytes(repo, &envelope).await?;
     let empty = client.upload_bytes(repo, b"{}").await?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "artifactType": kind.artifact_type(),
-        "config": { "mediaType": media_types::OCI_EMPTY, "digest": empty.to_string(), "size": 2 },
-        "layers": [{
-            "mediaType": media::DSSE_ENVELOPE,
-            "digest": layer.to_string(),
-            "size": envelope.len(),
-            "annotations": { media::PREDICATE_TYPE_ANNOTATION: statement.predicate_type },
-        }],
-        "subject": {
-            "mediaType": subject.media_type,
-            "digest": subject.digest.to_string(),
-            "size": subject.size,
-        },
-        "annotations": {
-            media::KEY_ID_ANNOTATION: key.public().key_id(),
-            "org.opencontainers.image.created": bonded_supply::time::rfc3339(bonded_supply::time::now_ms()),
-        },
+    let created = bonded_supply::time::rfc3339(bonded_supply::time::now_ms());
+    let manifest = media::referrer_manifest(&media::ReferrerParts {
+        artifact_type: kind.artifact_type(),
+        empty_config: &empty,
+        envelope: &layer,
+        envelope_size: envelope.len() as u64,
+        predicate_type: &statement.predicate_type,
+        subject_media_type: &subject.media_type,
+        subject: &subject.digest,
+        subject_size: subject.size as u64,
+        key_id: &key.public().key_id(),
+        created: &created,
     });
     let bytes = serde_json::to_vec(&manifest)?;
     let digest = Digest::of(bonded_types::Algorithm::Sha256, &bytes);
