@@ -7,6 +7,7 @@
 #   - python3 + oras    (the oras-py SDK from PyPI, for the `python3` on PATH;
 #                        pulls in `requests`, which the interop script also uses)
 #   - securesystemslib, in-toto, cyclonedx-bom (PyPI; tests/supply.rs)
+#   - packaging (PyPI; the PEP 440 reference test, crates/vuln/tests/pep440_reference.rs)
 # Idempotent and non-interactive; a fast no-op when everything is present.
 # Runs as root on Debian. Exits non-zero with a message on failure.
 set -euo pipefail
@@ -117,6 +118,18 @@ if ! have_supply_tools; then
     fi
     command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true
     have_supply_tools || die "python3 cannot import securesystemslib/in-toto/cyclonedx_py after pip install"
+fi
+
+# --- packaging (PEP 440 reference ordering for crates/vuln's tests), for that python3 ----------
+if ! python3 -c 'import packaging.version' >/dev/null 2>&1; then
+    log "pip install packaging (for $(command -v python3))"
+    pip_args=(install --quiet --disable-pip-version-check --no-input packaging)
+    if ! python3 -m pip "${pip_args[@]}"; then
+        python3 -m pip "${pip_args[@]}" --break-system-packages ||
+            die "pip install packaging failed"
+    fi
+    python3 -c 'import packaging.version' >/dev/null 2>&1 ||
+        die "python3 cannot import packaging.version after pip install"
 fi
 
 exit 0
