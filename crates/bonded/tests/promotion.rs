@@ -914,3 +914,100 @@ fn canary_reads_a_real_prometheus_scraping_bonded() {
     ]);
     assert!(out.contains("metric query"), "{out}");
 }
+
+#[test]
+fn diff_shows_what_changed_in_layers_annotations_provenance_and_sbom() {
+    let env = Env::start("", &[]);
+    let (private, _) = generate_key(&env);
+    let push = |name: &str, content: &str, note: &str| -> String {
+        let f = env.path(name);
+        std::fs::write(&f, content).unwrap();
+        let out = ok(&[
+            "push",
+            "-q",
+            f.to_str().unwrap(),
+            &env.r(&format!("svc/api:{name}")),
+            "--annotation",
+            &format!("org.example.note={note}"),
+        ]);
+        out.trim().rsplit_once('@').unwrap().1.to_string()
+    };
+    let a = push("a", "release one", "first");
+    let b = push("b", "release two", "second");
+    let attach = |d: &str, commit: &str, components: &str| {
+        let target = env.r(&format!("svc/api@{d}"));
+        ok(&[
+            "attest",
+            &target,
+            "--provenance",
+            "--key",
+            &private,
+            "--builder-id",
+            "https://ci.example/builder",
+            "--source-uri",
+            "git+https://example.com/acme/api",
+            "--commit",
+            commit,
+        ]);
+        let sbom = env.path(&format!("sbom-{commit}.json"));
+        std::fs::write(
+            &sbom,
+            format!(r#"{{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[{components}]}}"#),
+        )
+        .unwrap();
+        ok(&[
+            "sbom",
+            "attach",
+            &target,
+            sbom.to_str().unwrap(),
+            "--key",
+            &private,
+        ]);
+    };
+    let commit_a = "1111111111111111111111111111111111111111";
+    let commit_b = "2222222222222222222222222222222222222222";
+    attach(
+        &a,
+        commit_a,
+        r#"{"type":"library","name":"requests","version":"2.31.0","purl":"pkg:pypi/requests@2.31.0"},
+           {"type":"library","name":"six","version":"1.16.0","purl":"pkg:pypi/six@1.16.0"}"#,
+    );
+    attach(
+        &b,
+        commit_b,
+        r#"{"type":"library","name":"requests","version":"2.32.3","purl":"pkg:pypi/requests@2.32.3"},
+           {"type":"library","name":"idna","version":"3.7","purl":"pkg:pypi/idna@3.7"}"#,
+    );
+    let out = ok(&["diff", &env.r(&format!("svc/api@{a}")), &env.r("svc/api:b")]);
+    assert!(
+        out.contains(&format!("b: {}/svc/api@{b}", env.server.addr)),
+        "{out}"
+    );
+    assert!(out.contains("~ org.example.note first → second"), "{out}");
+    assert!(
+        out.contains("layers:\n  - sha256:") && out.contains("\n  + sha256:"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "~ git+https://example.com/acme/api gitCommit:{commit_a} → gitCommit:{commit_b}"
+        )),
+        "the source commit change is shown: {out}"
+    );
+    assert!(out.contains("~ pkg:pypi/requests 2.31.0 → 2.32.3"), "{out}");
+    assert!(out.contains("- pkg:pypi/six 1.16.0"), "{out}");
+    assert!(out.contains("+ pkg:pypi/idna 3.7"), "{out}");
+    let json: Value = serde_json::from_str(&ok(&[
+        "diff",
+        &env.r("svc/api:a"),
+        &env.r("svc/api:b"),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        json["sbom"]["components"]["changed"][0]["key"],
+        json!("pkg:pypi/requests")
+    );
+    // The same artifact twice is identical.
+    assert!(ok(&["diff", &env.r("svc/api:a"), &env.r("svc/api:a")]).contains("identical"));
+}

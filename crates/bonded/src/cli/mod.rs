@@ -3,6 +3,7 @@
 mod auth;
 mod client;
 mod credentials;
+mod diff;
 mod manage;
 mod promote;
 mod pull;
@@ -111,6 +112,9 @@ pub enum ClientCommand {
     Deployments(promote::DeploymentsArgs),
     /// Judge a canary against its baseline (Mann–Whitney U per metric) and record the verdict.
     Canary(promote::CanaryArgs),
+    /// What changed between two artifacts: manifest, layers, annotations, provenance materials
+    /// and SBOM components.
+    Diff(diff::DiffArgs),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
@@ -134,6 +138,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Deploy(a) => promote::deploy(a).await,
         ClientCommand::Deployments(a) => promote::deployments(a).await,
         ClientCommand::Canary(a) => promote::canary(a).await,
+        ClientCommand::Diff(a) => diff::run(a).await,
         ClientCommand::Push(args) => push::run(args).await,
         ClientCommand::Supply(cmd) => supply::run(cmd).await,
         ClientCommand::Pull(args) => pull::run(args).await,
