@@ -1,5 +1,5 @@
-//! Repository rules that come from configuration: tag immutability, and the supply-chain
-//! policies compiled in `supply::policy`.
+//! Repository rules that come from configuration: tag immutability, the supply-chain
+//! policies compiled in `supply::policy`, and namespace quotas (`quota`).
 
 use bonded_types::{RepoName, Tag};
 use globset::{Glob, GlobBuilder, GlobMatcher};
@@ -24,6 +24,8 @@ pub struct Rules {
     immutable: Vec<(GlobMatcher, GlobMatcher)>,
     /// Supply-chain policy (signatures, provenance, SBOMs); see `supply::policy`.
     pub(crate) policies: crate::supply::Policies,
+    /// Namespace quotas; see `quota`.
+    pub(crate) quotas: crate::quota::Quotas,
 }
 
 pub(crate) fn glob(pattern: &str) -> Result<GlobMatcher, RulesError> {
@@ -47,12 +49,19 @@ impl Rules {
         Ok(Rules {
             immutable,
             policies: Default::default(),
+            quotas: Default::default(),
         })
     }
 
     /// Adds supply-chain policy rules.
     pub fn with_policies(mut self, policies: crate::supply::Policies) -> Rules {
         self.policies = policies;
+        self
+    }
+
+    /// Adds namespace quotas.
+    pub fn with_quotas(mut self, quotas: crate::quota::Quotas) -> Rules {
+        self.quotas = quotas;
         self
     }
 
