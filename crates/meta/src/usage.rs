@@ -159,10 +159,9 @@ impl Usage for SqliteBackend {
         let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(SQLITE_NS))
             .fetch_all(self.reader())
             .await?;
-        let charged: Vec<(String, i64)> =
-            sqlx::query_as(&charged_query(SQLITE_NS).replace("sum(size)", "sum(size)"))
-                .fetch_all(self.reader())
-                .await?;
+        let charged: Vec<(String, i64)> = sqlx::query_as(&charged_query(SQLITE_NS))
+            .fetch_all(self.reader())
+            .await?;
         Ok(fold.finish(counts, charged))
     }
 
