@@ -1,4 +1,5 @@
-//! Server-side maintenance commands (`bonded gc`, `bonded restore`): they open the configured
+//! Server-side maintenance commands (`bonded gc`, `bonded restore`, `bonded retention`,
+//! `bonded storage report`, `bonded scrub`): they open the configured
 //! stores through the composition root, like `serve`, and are safe to run while servers are
 //! serving from the same stores.
 
@@ -85,6 +86,10 @@ pub async fn storage_report(config: &Config, json: bool) -> anyhow::Result<ExitC
                     "logical_added_30d": n.logical_added[1],
                     "physical_added_7d": n.physical_added[0],
                     "physical_added_30d": n.physical_added[1],
+                    "quota_used_bytes": n.charged_bytes,
+                    "quota_max_bytes": app.registry.quota_of(&n.namespace).and_then(|q| q.max_bytes),
+                    "quota_used_pct": quota_pct(&app, n),
+                    "quota_max_artifacts": app.registry.quota_of(&n.namespace).and_then(|q| q.max_artifacts),
                 })
             })
             .collect();
@@ -98,7 +103,7 @@ pub async fn storage_report(config: &Config, json: bool) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:>9} {:>14} {:>14} {:>7} {:>12} {:>12} {:>12} {:>12}",
+        "{:<24} {:>9} {:>14} {:>14} {:>7} {:>12} {:>12} {:>12} {:>12} {:>14} {:>14} {:>7}",
         "namespace",
         "artifacts",
         "logical",
@@ -107,7 +112,10 @@ pub async fn storage_report(config: &Config, json: bool) -> anyhow::Result<ExitC
         "+logical 7d",
         "+physical 7d",
         "+logical 30d",
-        "+physical 30d"
+        "+physical 30d",
+        "quota used",
+        "quota",
+        "used %"
     );
     for n in &r.namespaces {
         let dedupe = if n.physical_bytes == 0 {
@@ -115,8 +123,21 @@ pub async fn storage_report(config: &Config, json: bool) -> anyhow::Result<ExitC
         } else {
             n.logical_bytes as f64 / n.physical_bytes as f64
         };
+        let quota = app.registry.quota_of(&n.namespace);
+        let limit = match quota {
+            Some(q) => [
+                q.max_bytes.map(|b| b.to_string()),
+                q.max_artifacts.map(|a| format!("{a} art.")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+            None => "-".into(),
+        };
+        let pct = quota_pct(&app, n).map_or("-".into(), |p| format!("{p:.1}%"));
         println!(
-            "{:<24} {:>9} {:>14} {:>14} {:>6.2}x {:>12} {:>12} {:>12} {:>12}",
+            "{:<24} {:>9} {:>14} {:>14} {:>6.2}x {:>12} {:>12} {:>12} {:>12} {:>14} {:>14} {:>7}",
             n.namespace,
             n.artifacts,
             n.logical_bytes,
@@ -125,7 +146,10 @@ pub async fn storage_report(config: &Config, json: bool) -> anyhow::Result<ExitC
             n.logical_added[0],
             n.physical_added[0],
             n.logical_added[1],
-            n.physical_added[1]
+            n.physical_added[1],
+            n.charged_bytes,
+            limit,
+            pct
         );
     }
     let logical: u64 = r.namespaces.iter().map(|n| n.logical_bytes).sum();
@@ -144,6 +168,117 @@ pub async fn storage_report(config: &Config, json: bool) -> anyhow::Result<ExitC
         r.reclaimable.pending_bytes
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How full the namespace's quota is, in percent: the fuller of bytes and artifacts.
+fn quota_pct(app: &App, n: &bonded_service::NamespaceUsage) -> Option<f64> {
+    let q = app.registry.quota_of(&n.namespace)?;
+    let pct = |used: u64, max: u64| {
+        if max == 0 {
+            100.0
+        } else {
+            used as f64 * 100.0 / max as f64
+        }
+    };
+    let bytes = q.max_bytes.map(|m| pct(n.charged_bytes, m));
+    let artifacts = q.max_artifacts.map(|m| pct(n.artifacts, m));
+    match (bytes, artifacts) {
+        (Some(b), Some(a)) => Some(b.max(a)),
+        (b, a) => b.or(a),
+    }
+}
+
+/// `bonded scrub`: re-hash every blob at a bounded rate and quarantine corrupt or missing ones.
+/// Exits 1 when it found any, so a cron job or CI step notices.
+pub async fn scrub(config: &Config, rate: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let rate = match rate {
+        Some(r) => bonded_types::parse_size(r).map_err(|e| anyhow::anyhow!("--rate: {e}"))?,
+        None => config.scrub_rate()?,
+    };
+    if rate == 0 {
+        anyhow::bail!("--rate must be positive, e.g. 50MiB");
+    }
+    let app = App::build(config).await?;
+    let r = app
+        .registry
+        .scrub_run(&bonded_service::ScrubOptions {
+            rate_bytes_per_sec: Some(rate),
+        })
+        .await?;
+    let quarantined = app.registry.quarantined_blobs().await?;
+    if json {
+        let findings: Vec<serde_json::Value> = r
+            .findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "digest": f.digest.to_string(),
+                    "problem": f.problem.reason(),
+                    "detail": match &f.problem {
+                        bonded_service::ScrubProblem::Corrupt { detail } => detail.clone(),
+                        bonded_service::ScrubProblem::Missing => String::new(),
+                    },
+                })
+            })
+            .collect();
+        let all: Vec<serde_json::Value> = quarantined
+            .iter()
+            .map(|q| {
+                serde_json::json!({
+                    "digest": q.digest.to_string(),
+                    "reason": q.reason,
+                    "detail": q.detail,
+                    "quarantined_at_ms": q.quarantined_at_ms,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "checked": r.checked,
+            "ok": r.ok,
+            "corrupt": r.corrupt,
+            "missing": r.missing,
+            "bytes": r.bytes,
+            "already_quarantined": r.already_quarantined,
+            "errors": r.errors,
+            "duration_secs": r.duration.as_secs_f64(),
+            "findings": findings,
+            "quarantined": all,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for f in &r.findings {
+            match &f.problem {
+                bonded_service::ScrubProblem::Corrupt { detail } => {
+                    println!("corrupt  {}  {detail}; quarantined", f.digest)
+                }
+                bonded_service::ScrubProblem::Missing => {
+                    println!("missing  {}  no bytes stored; quarantined", f.digest)
+                }
+            }
+        }
+        println!(
+            "checked {} blobs ({} bytes) in {:.1}s: {} ok, {} corrupt, {} missing; {} skipped as \
+             already quarantined, {} unreadable (retried next run)",
+            r.checked,
+            r.bytes,
+            r.duration.as_secs_f64(),
+            r.ok,
+            r.corrupt,
+            r.missing,
+            r.already_quarantined,
+            r.errors
+        );
+        println!(
+            "{} blobs quarantined in total: pulls of them fail until the same digest is pushed \
+             again",
+            quarantined.len()
+        );
+    }
+    Ok(if r.corrupt + r.missing > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `bonded retention plan|apply`: what the retention rules delete now, and (apply) delete it.

@@ -1,4 +1,6 @@
-//! The composition root: the one place stores, services and background work are built and wired.
+//! The composition root: the one place stores, services and background work are built and wired
+//! (upload sweeper, collector, pull flusher, storage accounting with quota gauges, retention,
+//! scrub, coverage refresh).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +78,8 @@ impl App {
             .with_environments(
                 bonded_service::promotion::Environments::new(&config.promotion)
                     .map_err(|e| anyhow::anyhow!("in [promotion]: {e}"))?,
-            );
+            )
+            .with_quotas(config.quotas()?);
         let limits = Limits {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             chunk_min_bytes: config.limits.chunk_min_bytes,
@@ -139,6 +142,9 @@ impl App {
         }
         self.spawn_pull_flusher();
         self.spawn_storage_accounting();
+        if self.config.scrub.enabled {
+            self.spawn_scrub()?;
+        }
         self.spawn_retention()?;
         self.spawn_coverage_refresh();
         let router = bonded_http::router(AppState {
@@ -282,6 +288,29 @@ impl App {
                         continue;
                     }
                 };
+                match registry.quarantined_blobs().await {
+                    Ok(q) => {
+                        metrics.scrub.quarantined.set(q.len() as i64);
+                    }
+                    Err(e) => warn!(error = %e, "counting quarantined blobs failed; will retry"),
+                }
+                for n in &report.namespaces {
+                    let Some(q) = registry.quota_of(&n.namespace) else {
+                        continue;
+                    };
+                    let ns = bonded_http::metrics::NamespaceLabels {
+                        namespace: n.namespace.clone(),
+                    };
+                    let m = &metrics.quota;
+                    if let Some(max) = q.max_bytes {
+                        m.limit_bytes.get_or_create(&ns).set(max as i64);
+                        m.used_bytes.get_or_create(&ns).set(n.charged_bytes as i64);
+                    }
+                    if let Some(max) = q.max_artifacts {
+                        m.limit_artifacts.get_or_create(&ns).set(max as i64);
+                        m.used_artifacts.get_or_create(&ns).set(n.artifacts as i64);
+                    }
+                }
                 let s = &metrics.storage;
                 s.stored_bytes.set(report.stored_bytes as i64);
                 s.stored_blobs.set(report.stored_blobs as i64);
@@ -313,6 +342,42 @@ impl App {
                 }
             }
         });
+    }
+
+    /// Scrubs every `scrub.interval_secs` (the first run one interval after startup) at
+    /// `scrub.rate_bytes_per_sec`, recording the outcome in the metrics.
+    fn spawn_scrub(&self) -> anyhow::Result<()> {
+        let registry = self.registry.clone();
+        let metrics = self.metrics.clone();
+        let options = bonded_service::ScrubOptions {
+            rate_bytes_per_sec: Some(self.config.scrub_rate()?),
+        };
+        let every = Duration::from_secs(self.config.scrub.interval_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                match registry.scrub_run(&options).await {
+                    Ok(r) => {
+                        let m = &metrics.scrub;
+                        m.blobs_checked.inc_by(r.checked);
+                        m.bytes_checked.inc_by(r.bytes);
+                        for (reason, n) in [("corrupt", r.corrupt), ("missing", r.missing)] {
+                            m.corrupt
+                                .get_or_create(&bonded_http::metrics::ReasonLabels { reason })
+                                .inc_by(n);
+                        }
+                        m.last_run_timestamp_seconds
+                            .set(crate::app::unix_secs() as i64);
+                    }
+                    Err(e) => warn!(error = %e, "scrub failed; will retry at the next interval"),
+                }
+                if let Ok(q) = registry.quarantined_blobs().await {
+                    metrics.scrub.quarantined.set(q.len() as i64);
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Applies retention rules every `retention.interval_secs` (if there are rules).
@@ -406,6 +471,13 @@ pub async fn audit_retention(
             })
             .await;
     }
+}
+
+pub(crate) fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 async fn shutdown_signal() {

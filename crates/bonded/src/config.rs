@@ -33,6 +33,10 @@ pub struct Config {
     /// Environments, their order and promotion gates (`[promotion]`). See docs/promotion.md.
     pub promotion: bonded_service::promotion::PromotionConfig,
     pub canary: Canary,
+    /// Namespace quotas (`[[quota]]`), docs/quotas.md.
+    pub quota: Vec<Quota>,
+    /// Integrity scrubbing of stored blobs, docs/scrub.md.
+    pub scrub: Scrub,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,6 +45,48 @@ pub struct Canary {
     /// A Prometheus-compatible server canary analysis may query (`/api/v1/query_range`), e.g.
     /// `http://127.0.0.1:9090`. Unset: canary samples must be submitted with the request.
     pub prometheus_url: Option<String>,
+}
+
+/// A byte size: an integer number of bytes, or a string such as `"10GiB"` or `"500MB"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl ByteSize {
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            ByteSize::Bytes(n) => Ok(*n),
+            ByteSize::Text(t) => bonded_types::parse_size(t),
+        }
+    }
+}
+
+/// Limits for every namespace (first component of repository names) matching `namespace`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Glob over namespaces: `team-a`, `team-*`, `*`. The first matching entry applies, to each
+    /// matching namespace separately.
+    pub namespace: String,
+    /// Blob bytes; each distinct blob counts once per namespace that links it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<ByteSize>,
+    /// Live manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_artifacts: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scrub {
+    /// Run scrub inside the server every `interval_secs` (`bonded scrub` works regardless).
+    pub enabled: bool,
+    pub interval_secs: u64,
+    /// Read at most this many bytes per second (integer, or e.g. `"50MiB"`).
+    pub rate_bytes_per_sec: ByteSize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -261,6 +307,12 @@ impl Default for Config {
             policy: vec![],
             promotion: Default::default(),
             canary: Canary::default(),
+            quota: vec![],
+            scrub: Scrub {
+                enabled: false,
+                interval_secs: 7 * 86400,
+                rate_bytes_per_sec: ByteSize::Text("50MiB".into()),
+            },
         }
     }
 }
@@ -372,7 +424,59 @@ impl Config {
                 bail!("canary.prometheus_url must be an http:// or https:// URL, not {url:?}");
             }
         }
+        self.quotas()?;
+        self.scrub_rate()?;
+        if self.scrub.enabled && self.scrub.interval_secs == 0 {
+            bail!(
+                "scrub.interval_secs must be positive when scrub.enabled = true (a day is 86400)"
+            );
+        }
         Ok(())
+    }
+
+    /// The `[[quota]]` entries, checked and compiled.
+    pub fn quotas(&self) -> anyhow::Result<bonded_service::Quotas> {
+        let mut rules = Vec::new();
+        for (i, q) in self.quota.iter().enumerate() {
+            let which = format!("[[quota]] #{} (namespace = {:?})", i + 1, q.namespace);
+            if q.namespace.is_empty() || q.namespace.contains('/') {
+                bail!(
+                    "{which}: namespace is the first component of repository names, a glob \
+                     without '/': write \"team-a\" (covers team-a/...), \"team-*\" or \"*\""
+                );
+            }
+            let max_bytes = match &q.max_bytes {
+                None => None,
+                Some(b) => Some(
+                    b.bytes()
+                        .map_err(|e| anyhow::anyhow!("{which}: max_bytes: {e}"))?,
+                ),
+            };
+            if max_bytes.is_none() && q.max_artifacts.is_none() {
+                bail!(
+                    "{which} limits nothing: give max_bytes (e.g. \"10GiB\") and/or max_artifacts"
+                );
+            }
+            rules.push(bonded_service::QuotaRule {
+                namespace: q.namespace.clone(),
+                max_bytes,
+                max_artifacts: q.max_artifacts,
+            });
+        }
+        bonded_service::Quotas::new(&rules).map_err(|e| anyhow::anyhow!("invalid [[quota]]: {e}"))
+    }
+
+    /// `scrub.rate_bytes_per_sec` in bytes.
+    pub fn scrub_rate(&self) -> anyhow::Result<u64> {
+        let rate = self
+            .scrub
+            .rate_bytes_per_sec
+            .bytes()
+            .map_err(|e| anyhow::anyhow!("scrub.rate_bytes_per_sec: {e}"))?;
+        if rate == 0 {
+            bail!("scrub.rate_bytes_per_sec must be positive, e.g. \"50MiB\"");
+        }
+        Ok(rate)
     }
 
     /// The retention rules, compiled. Fails on a bad pattern or a rule that deletes nothing.

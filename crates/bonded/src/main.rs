@@ -102,6 +102,19 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Re-hash every stored blob at a bounded rate; quarantine those whose bytes no longer match
+    /// their digest or are missing (pulls of them fail until they are pushed again). Exits 1 if
+    /// it found any. Safe while servers run on the same stores.
+    Scrub {
+        #[command(flatten)]
+        server: ServerFlags,
+        /// Bytes per second at most, e.g. `50MiB` or `1048576` (default: scrub.rate_bytes_per_sec).
+        #[arg(long)]
+        rate: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Storage accounting.
     Storage {
         #[command(subcommand)]
@@ -113,8 +126,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StorageCommand {
-    /// Logical and physical bytes, dedupe ratio and growth per namespace (week, month), and
-    /// what garbage collection would reclaim.
+    /// Logical and physical bytes, dedupe ratio and growth per namespace (week, month), quota
+    /// usage, and what garbage collection would reclaim.
     Report {
         #[command(flatten)]
         server: ServerFlags,
@@ -218,6 +231,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let loaded = flags.load()?;
             init_tracing(&loaded.config);
             admin::retention(&loaded.config, apply).await
+        }
+        Command::Scrub { server, rate, json } => {
+            let loaded = server.load()?;
+            init_tracing(&loaded.config);
+            admin::scrub(&loaded.config, rate.as_deref(), json).await
         }
         Command::Storage {
             command: StorageCommand::Report { server, json },

@@ -284,6 +284,9 @@ impl From<Error> for ApiError {
                 let what = match m {
                     Missing::Repository => "repository not found",
                     Missing::Blob => "blob not found",
+                    Missing::QuarantinedBlob => {
+                        "blob failed its integrity check and is quarantined"
+                    }
                     Missing::Manifest => "manifest not found",
                     Missing::Upload => "upload not found",
                     Missing::TrustedKey => "no such key in this namespace's trust store",

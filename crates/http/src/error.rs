@@ -119,6 +119,13 @@ impl From<Error> for OciError {
             Error::NotFound(Missing::Blob) => {
                 OciError::new(S::NOT_FOUND, Code::BlobUnknown, "blob unknown to registry")
             }
+            // 404 like an unknown blob, so clients that check before pushing upload it again,
+            // which repairs it (docs/scrub.md); the message says why.
+            Error::NotFound(Missing::QuarantinedBlob) => OciError::new(
+                S::NOT_FOUND,
+                Code::BlobUnknown,
+                "blob failed its integrity check and is quarantined; push it again to repair it",
+            ),
             Error::NotFound(Missing::Manifest) => OciError::new(
                 S::NOT_FOUND,
                 Code::ManifestUnknown,

@@ -9,6 +9,8 @@
 //! M7 storage growth: `bonded_storage_*_bytes` per namespace, and bytes added over 7d/30d.
 //! M3 deployment artifact mismatch rate (`bonded_deployments_reported_total` by outcome), M6 time
 //! to promote (`bonded_time_to_promote_seconds`), promotion moves and canary verdicts.
+//! Quotas: `bonded_quota_*` limit and usage per namespace with a quota (refreshed with storage
+//! accounting). Scrub: blobs and bytes checked, corrupt/missing found, quarantined now, last run.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -67,6 +69,8 @@ pub struct Metrics {
     pub gc: GcMetrics,
     pub storage: StorageMetrics,
     pub promotion: PromotionMetrics,
+    pub quota: QuotaMetrics,
+    pub scrub: ScrubMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +136,87 @@ impl PromotionMetrics {
             "canary_verdicts",
             "Canary analysis verdicts",
             self.canary_verdicts.clone(),
+        );
+    }
+}
+
+/// Quota limits and what they are measured against, per namespace with a `[[quota]]`.
+#[derive(Default)]
+pub struct QuotaMetrics {
+    pub limit_bytes: Family<NamespaceLabels, Gauge>,
+    pub used_bytes: Family<NamespaceLabels, Gauge>,
+    pub limit_artifacts: Family<NamespaceLabels, Gauge>,
+    pub used_artifacts: Family<NamespaceLabels, Gauge>,
+}
+
+impl QuotaMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "quota_limit_bytes",
+            "Storage quota of the namespace in bytes",
+            self.limit_bytes.clone(),
+        );
+        registry.register(
+            "quota_used_bytes",
+            "Bytes charged to the namespace: each distinct linked blob once (docs/quotas.md)",
+            self.used_bytes.clone(),
+        );
+        registry.register(
+            "quota_limit_artifacts",
+            "Artifact (manifest) quota of the namespace",
+            self.limit_artifacts.clone(),
+        );
+        registry.register(
+            "quota_used_artifacts",
+            "Live manifests in the namespace",
+            self.used_artifacts.clone(),
+        );
+    }
+}
+
+/// Integrity scrubbing, recorded by the server's scrub job (`bonded scrub` prints its own
+/// report); the quarantined gauge is refreshed from the metadata store, so it includes both.
+#[derive(Default)]
+pub struct ScrubMetrics {
+    pub blobs_checked: Counter,
+    pub bytes_checked: Counter,
+    pub corrupt: Family<ReasonLabels, Counter>,
+    pub quarantined: Gauge,
+    pub last_run_timestamp_seconds: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `corrupt` or `missing`.
+    pub reason: &'static str,
+}
+
+impl ScrubMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "scrub_blobs_checked",
+            "Blobs re-hashed (or found missing) by scrub",
+            self.blobs_checked.clone(),
+        );
+        registry.register(
+            "scrub_bytes_checked",
+            "Bytes re-hashed by scrub",
+            self.bytes_checked.clone(),
+        );
+        registry.register(
+            "scrub_corrupt",
+            "Blobs scrub found corrupt or missing and quarantined, by reason",
+            self.corrupt.clone(),
+        );
+        registry.register(
+            "scrub_quarantined_blobs",
+            "Blobs quarantined now (failed their integrity check, not pushed again yet)",
+            self.quarantined.clone(),
+        );
+        registry.register(
+            "scrub_last_run_timestamp_seconds",
+            "When the server's last scrub finished (Unix seconds)",
+            self.last_run_timestamp_seconds.clone(),
         );
     }
 }
@@ -297,6 +382,10 @@ impl Default for Metrics {
         storage.register(&mut registry);
         let promotion = PromotionMetrics::default();
         promotion.register(&mut registry);
+        let quota = QuotaMetrics::default();
+        quota.register(&mut registry);
+        let scrub = ScrubMetrics::default();
+        scrub.register(&mut registry);
         let supply_artifacts = Family::<NamespaceLabels, Gauge>::default();
         let supply_signed = Family::<NamespaceLabels, Gauge>::default();
         let supply_provenance = Family::<NamespaceLabels, Gauge>::default();
@@ -325,6 +414,8 @@ impl Default for Metrics {
             gc,
             storage,
             promotion,
+            quota,
+            scrub,
             registry,
             supply_artifacts,
             supply_signed,

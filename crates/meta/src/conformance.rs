@@ -14,6 +14,7 @@ use tokio::sync::Barrier;
 use crate::{MetaError, MetaStore, NewManifest, TagWrite};
 
 mod gc;
+mod integrity;
 mod promotion;
 mod trust;
 mod undelete;
@@ -56,7 +57,8 @@ async fn suite(meta: MetaStore) {
         meta.blobs().linked_size(&a, &d('1')).await.unwrap(),
         Some(crate::LinkedBlob {
             size: 10,
-            marked: false
+            marked: false,
+            quarantined: false,
         })
     );
     assert_eq!(meta.blobs().linked_size(&b, &d('1')).await.unwrap(), None);

@@ -4,7 +4,8 @@
 //! Owns: who points at what, decided inside transactions (a manifest and its tag land together or
 //! not at all; a manifest is accepted only if what it references exists). Callers hold the concrete
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
-//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`]; for the supply chain [`Trust`] and
+//! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`] (with quota charges), [`Integrity`]
+//! (scrub's walk and quarantine); for the supply chain [`Trust`] and
 //! [`Attestations`]; for access control and audit [`Accounts`], [`Grants`], [`SigningKeys`],
 //! [`Audit`]; for promotion [`Promotions`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
@@ -16,6 +17,7 @@
 //! Invariant: every write that spans rows is one transaction; nothing half-written is visible.
 
 pub mod auth;
+mod integrity;
 mod postgres;
 pub mod promotion;
 mod sqlite;
@@ -32,6 +34,7 @@ pub use auth::{
     chain_hash, AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord,
     Checkpoint, GrantRecord, Grants, SigningKeyRecord, SigningKeys,
 };
+pub use integrity::{Integrity, QuarantinedBlob};
 pub use promotion::{
     Approval, CanaryRecord, Deployment, MoveKind, Moved, PointerMove, PointerRecord, Promotions,
 };
@@ -158,6 +161,8 @@ pub struct LinkedBlob {
     /// Garbage collection found it unreferenced and will sweep it unless it is used again
     /// ([`Gc::touch`]).
     pub marked: bool,
+    /// Scrub found its stored bytes corrupt or missing ([`Integrity`]); it must not be served.
+    pub quarantined: bool,
 }
 
 #[async_trait]
@@ -218,6 +223,17 @@ pub struct NamespaceUsage {
     pub logical_added: Vec<u64>,
     /// Physical bytes of referenced blobs first stored since each of the given instants.
     pub physical_added: Vec<u64>,
+    /// What quotas charge: distinct blobs linked into any of the namespace's repositories
+    /// (pushed, mounted or referenced), each once (docs/quotas.md).
+    pub charged_bytes: u64,
+}
+
+/// What a namespace is charged for quotas (docs/quotas.md): each distinct blob linked into any
+/// of its repositories once, and its live manifests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    pub bytes: u64,
+    pub artifacts: u64,
 }
 
 /// Storage accounting, computed from metadata (never by listing the blob store).
@@ -227,6 +243,10 @@ pub trait Usage: Send + Sync {
     async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>>;
     /// Blobs in the store and their bytes (each once).
     async fn stored(&self) -> Result<(u64, u64)>;
+    /// What `namespace` (a repository name's first component) is charged now.
+    async fn charge(&self, namespace: &str) -> Result<Charge>;
+    /// Whether `digest` is linked into a repository of `namespace` (so it is already charged).
+    async fn charged_for(&self, namespace: &str, digest: &Digest) -> Result<bool>;
 }
 
 /// Online garbage collection of blobs; see docs/gc.md for why it never deletes a blob in use.
@@ -362,6 +382,7 @@ trait Backend:
     + Tags
     + Gc
     + Usage
+    + Integrity
     + Trust
     + Attestations
     + Accounts
@@ -379,6 +400,7 @@ impl<T> Backend for T where
         + Tags
         + Gc
         + Usage
+        + Integrity
         + Trust
         + Attestations
         + Accounts
@@ -432,6 +454,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn usage(&self) -> &dyn Usage {
+        &*self.backend
+    }
+    pub fn integrity(&self) -> &dyn Integrity {
         &*self.backend
     }
     pub fn trust(&self) -> &dyn Trust {

@@ -292,20 +292,22 @@ impl Blobs for PostgresBackend {
     }
 
     async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<LinkedBlob>> {
-        let row: Option<(i64, bool)> = sqlx::query_as(
-            "SELECT b.size, q.marked_at IS NOT NULL FROM repo_blobs rb
+        let row: Option<(i64, bool, bool)> = sqlx::query_as(
+            "SELECT b.size, q.marked_at IS NOT NULL, qb.digest IS NOT NULL FROM repo_blobs rb
              JOIN repositories r ON r.id = rb.repo_id
              JOIN blobs b ON b.digest = rb.digest
              LEFT JOIN gc_queue q ON q.digest = rb.digest
+             LEFT JOIN quarantined_blobs qb ON qb.digest = rb.digest
              WHERE r.name = $1 AND rb.digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(size, marked)| LinkedBlob {
+        Ok(row.map(|(size, marked, quarantined)| LinkedBlob {
             size: size as u64,
             marked,
+            quarantined,
         }))
     }
 

@@ -89,6 +89,10 @@ impl SqliteBackend {
         &self.reader
     }
 
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin().await?)
     }
@@ -258,20 +262,22 @@ impl Blobs for SqliteBackend {
     }
 
     async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<LinkedBlob>> {
-        let row: Option<(i64, bool)> = sqlx::query_as(
-            "SELECT b.size, q.marked_at IS NOT NULL FROM repo_blobs rb
+        let row: Option<(i64, bool, bool)> = sqlx::query_as(
+            "SELECT b.size, q.marked_at IS NOT NULL, qb.digest IS NOT NULL FROM repo_blobs rb
              JOIN repositories r ON r.id = rb.repo_id
              JOIN blobs b ON b.digest = rb.digest
              LEFT JOIN gc_queue q ON q.digest = rb.digest
+             LEFT JOIN quarantined_blobs qb ON qb.digest = rb.digest
              WHERE r.name = ? AND rb.digest = ?",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|(size, marked)| LinkedBlob {
+        Ok(row.map(|(size, marked, quarantined)| LinkedBlob {
             size: size as u64,
             marked,
+            quarantined,
         }))
     }
 

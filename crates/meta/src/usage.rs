@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use crate::postgres::PostgresBackend;
 use crate::sqlite::SqliteBackend;
-use crate::{NamespaceUsage, Result, Usage};
+use bonded_types::Digest;
+
+use crate::{Charge, NamespaceUsage, Result, Usage};
 
 /// `{ns}` is the namespace expression over `r.name`; `{p}` the parameter marker style.
 fn refs_query(ns: &str) -> String {
@@ -25,6 +27,48 @@ fn counts_query(ns: &str) -> String {
     format!(
         "SELECT {ns} AS ns, count(*) FROM manifests m JOIN repositories r ON r.id = m.repo_id
          WHERE m.deleted_at IS NULL GROUP BY 1"
+    )
+}
+
+/// Distinct linked blobs per namespace: what quotas charge (docs/quotas.md).
+fn charged_query(ns: &str) -> String {
+    format!(
+        "SELECT ns, sum(size) FROM (
+           SELECT DISTINCT {ns} AS ns, b.digest, b.size FROM repo_blobs rb
+           JOIN repositories r ON r.id = rb.repo_id
+           JOIN blobs b ON b.digest = rb.digest
+           WHERE b.deleting_at IS NULL) c
+         GROUP BY ns"
+    )
+}
+
+/// The repositories of one namespace: `r.name` is the namespace itself or starts with
+/// `<namespace>/` (compared as a prefix, not with LIKE: `_` is a wildcard there and legal in names).
+/// `{ns}` binds the namespace, `{len}` the prefix's length, `{prefix}` the prefix.
+fn in_namespace(ns: &str, len: &str, prefix: &str) -> String {
+    format!("(r.name = {ns} OR substr(r.name, 1, {len}) = {prefix})")
+}
+
+fn charge_bytes_query(filter: &str) -> String {
+    format!(
+        "SELECT sum(b.size) FROM blobs b
+         WHERE b.deleting_at IS NULL AND b.digest IN (
+           SELECT rb.digest FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
+           WHERE {filter})"
+    )
+}
+
+fn charge_artifacts_query(filter: &str) -> String {
+    format!(
+        "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repo_id
+         WHERE m.deleted_at IS NULL AND {filter}"
+    )
+}
+
+fn charged_for_query(filter: &str, digest: &str) -> String {
+    format!(
+        "SELECT count(*) FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
+         WHERE rb.digest = {digest} AND {filter}"
     )
 }
 
@@ -85,10 +129,17 @@ impl Fold {
         }
     }
 
-    fn finish(self, counts: Vec<(String, i64)>) -> Vec<NamespaceUsage> {
+    fn finish(
+        self,
+        counts: Vec<(String, i64)>,
+        charged: Vec<(String, i64)>,
+    ) -> Vec<NamespaceUsage> {
         let mut me = self;
         for (ns, n) in counts {
             me.entry(&ns).0.artifacts = n as u64;
+        }
+        for (ns, bytes) in charged {
+            me.entry(&ns).0.charged_bytes = bytes as u64;
         }
         me.by_ns.into_values().map(|(u, _)| u).collect()
     }
@@ -108,7 +159,10 @@ impl Usage for SqliteBackend {
         let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(SQLITE_NS))
             .fetch_all(self.reader())
             .await?;
-        Ok(fold.finish(counts))
+        let charged: Vec<(String, i64)> = sqlx::query_as(&charged_query(SQLITE_NS))
+            .fetch_all(self.reader())
+            .await?;
+        Ok(fold.finish(counts, charged))
     }
 
     async fn stored(&self) -> Result<(u64, u64)> {
@@ -117,6 +171,39 @@ impl Usage for SqliteBackend {
                 .fetch_one(self.reader())
                 .await?;
         Ok((n as u64, bytes.unwrap_or(0) as u64))
+    }
+
+    async fn charge(&self, namespace: &str) -> Result<Charge> {
+        let prefix = format!("{namespace}/");
+        let filter = in_namespace("?", "?", "?");
+        let bytes: Option<i64> = sqlx::query_scalar(&charge_bytes_query(&filter))
+            .bind(namespace)
+            .bind(prefix.len() as i64)
+            .bind(&prefix)
+            .fetch_one(self.reader())
+            .await?;
+        let artifacts: i64 = sqlx::query_scalar(&charge_artifacts_query(&filter))
+            .bind(namespace)
+            .bind(prefix.len() as i64)
+            .bind(&prefix)
+            .fetch_one(self.reader())
+            .await?;
+        Ok(Charge {
+            bytes: bytes.unwrap_or(0) as u64,
+            artifacts: artifacts as u64,
+        })
+    }
+
+    async fn charged_for(&self, namespace: &str, digest: &Digest) -> Result<bool> {
+        let prefix = format!("{namespace}/");
+        let n: i64 = sqlx::query_scalar(&charged_for_query(&in_namespace("?", "?", "?"), "?"))
+            .bind(digest.to_string())
+            .bind(namespace)
+            .bind(prefix.len() as i64)
+            .bind(&prefix)
+            .fetch_one(self.reader())
+            .await?;
+        Ok(n > 0)
     }
 }
 
@@ -131,7 +218,11 @@ impl Usage for PostgresBackend {
         let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(PG_NS))
             .fetch_all(self.pool())
             .await?;
-        Ok(fold.finish(counts))
+        let charged: Vec<(String, i64)> =
+            sqlx::query_as(&charged_query(PG_NS).replace("sum(size)", "sum(size)::bigint"))
+                .fetch_all(self.pool())
+                .await?;
+        Ok(fold.finish(counts, charged))
     }
 
     async fn stored(&self) -> Result<(u64, u64)> {
@@ -141,5 +232,40 @@ impl Usage for PostgresBackend {
         .fetch_one(self.pool())
         .await?;
         Ok((n as u64, bytes.unwrap_or(0) as u64))
+    }
+
+    async fn charge(&self, namespace: &str) -> Result<Charge> {
+        let prefix = format!("{namespace}/");
+        let filter = in_namespace("$1", "$2", "$3");
+        let bytes: Option<i64> = sqlx::query_scalar(
+            &charge_bytes_query(&filter).replace("sum(b.size)", "sum(b.size)::bigint"),
+        )
+        .bind(namespace)
+        .bind(prefix.len() as i32)
+        .bind(&prefix)
+        .fetch_one(self.pool())
+        .await?;
+        let artifacts: i64 = sqlx::query_scalar(&charge_artifacts_query(&filter))
+            .bind(namespace)
+            .bind(prefix.len() as i32)
+            .bind(&prefix)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(Charge {
+            bytes: bytes.unwrap_or(0) as u64,
+            artifacts: artifacts as u64,
+        })
+    }
+
+    async fn charged_for(&self, namespace: &str, digest: &Digest) -> Result<bool> {
+        let prefix = format!("{namespace}/");
+        let n: i64 = sqlx::query_scalar(&charged_for_query(&in_namespace("$2", "$3", "$4"), "$1"))
+            .bind(digest.to_string())
+            .bind(namespace)
+            .bind(prefix.len() as i32)
+            .bind(&prefix)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n > 0)
     }
 }

@@ -24,6 +24,10 @@ impl Registry {
             .linked_size(repo, digest)
             .await?
             .ok_or(Error::NotFound(Missing::Blob))?;
+        if blob.quarantined {
+            // Never serve bytes scrub found corrupt; a push of the digest repairs it.
+            return Err(Error::NotFound(Missing::QuarantinedBlob));
+        }
         if blob.marked {
             self.meta.gc().touch(repo, digest).await?;
         }

@@ -11,6 +11,8 @@ pub enum Missing {
     Upload,
     /// A key in a namespace's trust store.
     TrustedKey,
+    /// A blob whose stored bytes failed scrub's integrity check: quarantined until pushed again.
+    QuarantinedBlob,
 }
 
 /// Why a request is invalid, for `Error::Invalid`.

@@ -2,7 +2,8 @@
 //!
 //! Owns: how an upload becomes a verified blob, what makes a manifest acceptable, tag immutability,
 //! listing and referrers, when an unused blob may be deleted (garbage collection, undelete,
-//! retention), and supply-chain trust and policy ([`supply`]). Called by the HTTP edge (and tests)
+//! retention), namespace quotas (`quota`), integrity scrubbing and quarantine (`scrub`), and
+//! supply-chain trust and policy ([`supply`]). Called by the HTTP edge (and tests)
 //! with parsed types from `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never
 //! imports axum or any HTTP type: errors are decisions ([`Error`]) that the edge maps to a
 //! protocol.
@@ -20,8 +21,10 @@ mod listing;
 mod manifests;
 mod migration;
 pub mod promotion;
+mod quota;
 mod retention;
 mod rules;
+mod scrub;
 pub mod supply;
 mod trash;
 mod uploads;
@@ -30,15 +33,17 @@ use std::sync::Arc;
 
 pub use blobs::BlobBody;
 pub use bonded_meta::MetaStore;
-pub use bonded_meta::{Deleted, GcPlan, MarkReport, NamespaceUsage};
+pub use bonded_meta::{Deleted, GcPlan, MarkReport, NamespaceUsage, QuarantinedBlob};
 pub use bonded_storage::{BlobStore, ByteStream, S3Options};
 pub use error::{Error, Invalid, Missing, Result};
 pub use gc::{GcPolicy, GcReport, StorageReport};
 pub use listing::Page;
 pub use manifests::{ManifestBody, PutManifest};
 pub use migration::{BlobImport, RepoInventory};
+pub use quota::{QuotaRule, Quotas};
 pub use retention::{PlannedDeletion, Retention, RetentionPlan, RetentionRule};
 pub use rules::{ImmutableTagRule, Rules, RulesError};
+pub use scrub::{ScrubFinding, ScrubOptions, ScrubProblem, ScrubReport};
 pub use trash::Restored;
 pub use uploads::{MountOutcome, UploadState};
 

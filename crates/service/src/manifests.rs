@@ -220,6 +220,7 @@ impl Registry {
             blobs: parsed.blobs,
             manifests: parsed.manifests,
         };
+        self.quota_check_manifest(repo, &digest).await?;
         self.meta.manifests().put(repo, &record, tag).await?;
         Ok(PutManifest {
             digest,

@@ -1,5 +1,5 @@
-//! Repository rules that come from configuration: tag immutability, and the supply-chain
-//! policies compiled in `supply::policy`.
+//! Repository rules that come from configuration: tag immutability, the supply-chain
+//! policies compiled in `supply::policy`, and namespace quotas (`quota`).
 
 use bonded_types::{RepoName, Tag};
 use globset::{Glob, GlobBuilder, GlobMatcher};
@@ -26,6 +26,8 @@ pub struct Rules {
     pub(crate) policies: crate::supply::Policies,
     /// Environments and promotion gates; see `promotion::config`.
     pub(crate) environments: crate::promotion::Environments,
+    /// Namespace quotas; see `quota`.
+    pub(crate) quotas: crate::quota::Quotas,
 }
 
 pub(crate) fn glob(pattern: &str) -> Result<GlobMatcher, RulesError> {
@@ -50,6 +52,7 @@ impl Rules {
             immutable,
             policies: Default::default(),
             environments: Default::default(),
+            quotas: Default::default(),
         })
     }
 
@@ -62,6 +65,12 @@ impl Rules {
     /// Sets the environments and promotion gates.
     pub fn with_environments(mut self, environments: crate::promotion::Environments) -> Rules {
         self.environments = environments;
+        self
+    }
+
+    /// Adds namespace quotas.
+    pub fn with_quotas(mut self, quotas: crate::quota::Quotas) -> Rules {
+        self.quotas = quotas;
         self
     }
 

@@ -242,14 +242,29 @@ impl Registry {
                 "content has digest {actual}, not {digest} as claimed; the upload was discarded"
             ))));
         }
+        // Over quota: refused like a wrong digest, the staged bytes discarded; nothing was
+        // linked (docs/quotas.md).
+        if let Err(e) = self.quota_check_blob(repo, digest, staged.size).await {
+            self.discard(id).await;
+            return Err(e);
+        }
         // The pin keeps garbage collection off this digest until the session (and with it the
         // pin) is deleted below, after the blob is recorded (docs/gc.md).
         self.pin_for_publish(digest, id).await?;
+        // A quarantined digest is repaired by these verified bytes: whatever is left at its
+        // address goes aside first, as publishing keeps an existing blob (docs/scrub.md).
+        let repair = self.meta.integrity().quarantined(digest).await?.is_some();
+        if repair {
+            self.blobs.blob_quarantine(digest, crate::now_ms()).await?;
+        }
         self.blobs.upload_publish(id, &staged, digest).await?;
         self.meta
             .blobs()
             .record_and_link(repo, digest, staged.size)
             .await?;
+        if repair && self.meta.integrity().release(digest).await? {
+            info!(%digest, repo = %repo, "a push repaired a quarantined blob");
+        }
         self.meta.uploads().delete(id).await?;
         self.uploads.forget(id);
         Ok(staged.size)
@@ -279,9 +294,19 @@ impl Registry {
         from: &RepoName,
         digest: &Digest,
     ) -> Result<MountOutcome> {
-        let visible = self.meta.blobs().linked_size(from, digest).await?.is_some()
-            && self.blobs.blob_size(digest).await?.is_some();
-        if visible {
+        // A quarantined blob is not mounted: the client uploads it instead, which repairs it.
+        let linked = self
+            .meta
+            .blobs()
+            .linked_size(from, digest)
+            .await?
+            .filter(|b| !b.quarantined);
+        let stored = match linked {
+            Some(_) => self.blobs.blob_size(digest).await?.is_some(),
+            None => false,
+        };
+        if let (true, Some(blob)) = (stored, linked) {
+            self.quota_check_blob(repo, digest, blob.size).await?;
             // Linking checks again, atomically, that no sweep is deleting it.
             match self.meta.blobs().link(repo, digest).await {
                 Ok(size) => return Ok(MountOutcome::Mounted { size }),

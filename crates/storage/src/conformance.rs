@@ -115,6 +115,22 @@ async fn suite(store: BlobStore) {
     store.upload_delete(&id3, None).await.unwrap();
     assert!(store.upload_list().await.unwrap().is_empty());
 
+    // Quarantine moves the bytes out of the content address; the digest can be published anew.
+    assert!(store.blob_quarantine(&d, 1).await.unwrap());
+    assert_eq!(store.blob_size(&d).await.unwrap(), None);
+    assert!(!store.blob_quarantine(&d, 2).await.unwrap());
+    let id4 = UploadId::from_random(10);
+    let c = store.upload_create(&id4).await.unwrap();
+    let c = store
+        .upload_append(&id4, &c, body(&[b"hello world"]), &mut |_| {})
+        .await
+        .unwrap();
+    store.upload_publish(&id4, &c, &d).await.unwrap();
+    assert_eq!(
+        collect(store.blob_read(&d, None).await.unwrap().stream).await,
+        b"hello world"
+    );
+
     store.blob_delete(&d).await.unwrap();
     store.blob_delete(&d).await.unwrap();
     assert_eq!(store.blob_size(&d).await.unwrap(), None);

@@ -246,6 +246,22 @@ impl BlobBackend for FsBackend {
             .or_else(ignore_not_found)?;
         Ok(())
     }
+
+    async fn blob_quarantine(&self, digest: &Digest, at_ms: i64) -> Result<bool> {
+        let target = self.path(&layout::quarantine_key(digest, at_ms));
+        let parent = target.parent().expect("quarantine keys have a parent");
+        fs::create_dir_all(parent).await?;
+        match fs::rename(self.blob_path(digest), &target).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        fsync_dir(parent).await?;
+        if let Some(blob_dir) = self.blob_path(digest).parent() {
+            fsync_dir(blob_dir).await?;
+        }
+        Ok(true)
+    }
 }
 
 fn ignore_not_found(e: io::Error) -> io::Result<()> {

@@ -5,11 +5,23 @@ use bonded_types::{Digest, UploadId};
 
 pub const BLOBS: &str = "blobs";
 pub const UPLOADS: &str = "uploads";
+pub const QUARANTINE: &str = "quarantine";
 
 /// `blobs/sha256/ab/ab12…`: a two-character fan-out keeps directories small.
 pub fn blob_key(digest: &Digest) -> String {
     let hex = digest.hex();
     format!("{BLOBS}/{}/{}/{hex}", digest.algorithm(), &hex[..2])
+}
+
+/// `quarantine/sha256/ab12…/<unix ms>`: where scrub moves bytes that no longer hash to their
+/// digest. Never under `blobs/`, so nothing serves or collects them; one per quarantine, so
+/// earlier evidence is never overwritten.
+pub fn quarantine_key(digest: &Digest, at_ms: i64) -> String {
+    format!(
+        "{QUARANTINE}/{}/{}/{at_ms}",
+        digest.algorithm(),
+        digest.hex()
+    )
 }
 
 /// `uploads/<id>`: the staging file (filesystem), or the folder of an upload's staging objects
@@ -74,6 +86,10 @@ mod tests {
         assert_eq!(
             blob_key(&d),
             format!("blobs/sha256/ab/ab{}", "0".repeat(62))
+        );
+        assert_eq!(
+            quarantine_key(&d, 42),
+            format!("quarantine/sha256/ab{}/42", "0".repeat(62))
         );
         assert_eq!(
             upload_key(&UploadId::from_random(1)),

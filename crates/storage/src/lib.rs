@@ -10,7 +10,8 @@
 //! or tags — who points at which blob is the metadata store's business.
 //!
 //! Invariant: nothing appears under a content address before the caller has verified the digest,
-//! and a published blob is never modified, only deleted.
+//! and a published blob is never modified, only deleted (or, when scrub found its bytes corrupt,
+//! moved aside to `quarantine/`).
 
 mod fs;
 pub mod layout;
@@ -97,6 +98,7 @@ trait BlobBackend: Send + Sync {
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
     async fn blob_read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead>;
     async fn blob_delete(&self, digest: &Digest) -> Result<()>;
+    async fn blob_quarantine(&self, digest: &Digest, at_ms: i64) -> Result<bool>;
     /// A URL anyone may GET the blob from until `expires`, if the backend can sign one.
     async fn presign_get(&self, _digest: &Digest, _expires: Duration) -> Result<Option<String>> {
         Ok(None)
@@ -183,6 +185,13 @@ impl BlobStore {
     /// Removes a blob. Missing is not an error.
     pub async fn blob_delete(&self, digest: &Digest) -> Result<()> {
         self.backend.blob_delete(digest).await
+    }
+
+    /// Moves a blob's bytes out of its content address to `layout::quarantine_key(digest, at_ms)`
+    /// (scrub found them corrupt). `false` if there was nothing to move. Afterwards the digest
+    /// can be published again with correct bytes.
+    pub async fn blob_quarantine(&self, digest: &Digest, at_ms: i64) -> Result<bool> {
+        self.backend.blob_quarantine(digest, at_ms).await
     }
 
     /// A pre-signed URL to GET the blob directly from object storage for `expires` (for

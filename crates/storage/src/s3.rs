@@ -583,6 +583,21 @@ impl BlobBackend for S3Backend {
         }
     }
 
+    async fn blob_quarantine(&self, digest: &Digest, at_ms: i64) -> Result<bool> {
+        let from = self.path(&layout::blob_key(digest));
+        let Some(size) = self.size_of(&from).await? else {
+            return Ok(false);
+        };
+        let to = self.path(&layout::quarantine_key(digest, at_ms));
+        // Copy first: if the delete fails the blob is still quarantined in metadata, and the
+        // evidence is already safe.
+        self.copy(&from, &to, size).await?;
+        match self.store.delete(&from).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
     async fn presign_get(&self, digest: &Digest, expires: Duration) -> Result<Option<String>> {
         let path = self.path(&layout::blob_key(digest));
         let url = self

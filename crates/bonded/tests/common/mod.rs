@@ -337,3 +337,103 @@ fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
         ("BONDED_STORAGE__PREFIX".into(), format!("e2e/{db}")),
     ]
 }
+
+/// Writes `bytes` at `key` (a blob-store key such as `blobs/sha256/ab/ab…`) behind bonded's back,
+/// on whichever backend the server whose data directory is `data_dir` uses: the file under
+/// `<data_dir>/blobs/`, or the object under its S3 prefix (with the `aws` CLI).
+pub fn storage_put(data_dir: &Path, key: &str, bytes: &[u8]) {
+    if s3_postgres() {
+        let tmp = tempfile::NamedTempFile::new().expect("tempfile");
+        std::fs::write(tmp.path(), bytes).expect("write tempfile");
+        aws_s3(&[
+            "cp",
+            tmp.path().to_str().expect("utf-8"),
+            &s3_url(data_dir, key),
+        ]);
+    } else {
+        std::fs::write(data_dir.join("blobs").join(key), bytes).expect("overwrite blob file");
+    }
+}
+
+/// Deletes the object or file at `key` behind bonded's back (see [`storage_put`]).
+pub fn storage_delete(data_dir: &Path, key: &str) {
+    if s3_postgres() {
+        aws_s3(&["rm", &s3_url(data_dir, key)]);
+    } else {
+        std::fs::remove_file(data_dir.join("blobs").join(key)).expect("remove blob file");
+    }
+}
+
+/// Reads the object or file at `key`, if there is one (see [`storage_put`]).
+pub fn storage_get(data_dir: &Path, key: &str) -> Option<Vec<u8>> {
+    if s3_postgres() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("object");
+        let out = Command::new("aws")
+            .args(["s3", "cp", &s3_url(data_dir, key)])
+            .arg(&file)
+            .args(["--endpoint-url", &required("BONDED_TEST_S3_ENDPOINT")])
+            .args(["--region", &required("BONDED_TEST_S3_REGION")])
+            .output()
+            .expect("run aws (the AWS CLI)");
+        out.status
+            .success()
+            .then(|| std::fs::read(&file).expect("read object"))
+    } else {
+        std::fs::read(data_dir.join("blobs").join(key)).ok()
+    }
+}
+
+/// Keys under `prefix` (e.g. `quarantine/`) in the blob store (see [`storage_put`]).
+pub fn storage_list(data_dir: &Path, prefix: &str) -> Vec<String> {
+    if s3_postgres() {
+        let base = format!("e2e/{}/", db_name(data_dir));
+        let out = aws_s3(&["ls", "--recursive", &s3_url(data_dir, prefix)]);
+        out.lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter_map(|k| k.strip_prefix(&base).map(str::to_string))
+            .collect()
+    } else {
+        let root = data_dir.join("blobs");
+        let mut out = Vec::new();
+        let mut dirs = vec![root.join(prefix)];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&root) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn s3_url(data_dir: &Path, key: &str) -> String {
+    format!(
+        "s3://{}/e2e/{}/{key}",
+        required("BONDED_TEST_S3_BUCKET"),
+        db_name(data_dir)
+    )
+}
+
+fn aws_s3(args: &[&str]) -> String {
+    let out = Command::new("aws")
+        .arg("s3")
+        .args(args)
+        .args(["--endpoint-url", &required("BONDED_TEST_S3_ENDPOINT")])
+        .args(["--region", &required("BONDED_TEST_S3_REGION")])
+        .output()
+        .expect("run aws (the AWS CLI)");
+    assert!(
+        out.status.success(),
+        "aws s3 {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

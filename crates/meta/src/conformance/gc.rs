@@ -166,7 +166,8 @@ async fn gc_suite(meta: MetaStore) {
         meta.blobs().linked_size(&a, &d('5')).await.unwrap(),
         Some(LinkedBlob {
             size: 1,
-            marked: false
+            marked: false,
+            quarantined: false,
         })
     );
     meta.manifests()
