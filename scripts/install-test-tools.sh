@@ -4,6 +4,7 @@
 #   - skopeo            (Debian package)
 #   - sqlite3           (Debian package; the audit tamper test edits rows behind bonded's back)
 #   - prometheus        (Debian package; tests/promotion.rs reads canary metrics from it)
+#   - podman, buildah   (Debian packages; tests/podman.rs)
 #   - python3 + oras    (the oras-py SDK from PyPI, for the `python3` on PATH;
 #                        pulls in `requests`, which the interop script also uses)
 #   - securesystemslib, in-toto, cyclonedx-bom (PyPI; tests/supply.rs)
@@ -45,6 +46,12 @@ fi
 if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
     apt_install prometheus
     [ -x /usr/bin/prometheus ] || die "prometheus still not installed"
+fi
+# --- podman and buildah (Debian packages; tests/podman.rs, daemonless, vfs storage) -------
+if ! command -v podman >/dev/null 2>&1 || ! command -v buildah >/dev/null 2>&1; then
+    apt_install podman buildah
+    command -v podman >/dev/null 2>&1 && command -v buildah >/dev/null 2>&1 ||
+        die "podman/buildah still not on PATH after install"
 fi
 # --- sqlite3 ----------------------------------------------------------------
 if ! command -v sqlite3 >/dev/null 2>&1; then
