@@ -17,6 +17,7 @@ mod gc;
 mod promotion;
 mod trust;
 mod undelete;
+mod vulns;
 
 pub(crate) fn d(c: char) -> Digest {
     format!("sha256:{}", c.to_string().repeat(64))

@@ -6,7 +6,7 @@
 //! [`MetaStore`] and reach operations through one trait per aggregate ([`Repos`], [`Blobs`],
 //! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`]; for the supply chain [`Trust`] and
 //! [`Attestations`]; for access control and audit [`Accounts`], [`Grants`], [`SigningKeys`],
-//! [`Audit`]; for promotion [`Promotions`]). Called by the service layer; it never calls it back, and
+//! [`Audit`]; for promotion [`Promotions`]; for vulnerabilities [`Vulns`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -21,6 +21,7 @@ pub mod promotion;
 mod sqlite;
 mod trust;
 mod usage;
+pub mod vulns;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use auth::{
 pub use promotion::{
     Approval, CanaryRecord, Deployment, MoveKind, Moved, PointerMove, PointerRecord, Promotions,
 };
+pub use vulns::{AdvisoryRow, ScanRow, VulnDbState, VulnSource, Vulns};
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -369,6 +371,7 @@ trait Backend:
     + SigningKeys
     + Audit
     + Promotions
+    + Vulns
 {
 }
 impl<T> Backend for T where
@@ -386,6 +389,7 @@ impl<T> Backend for T where
         + SigningKeys
         + Audit
         + Promotions
+        + Vulns
 {
 }
 
@@ -453,6 +457,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn promotions(&self) -> &dyn Promotions {
+        &*self.backend
+    }
+    pub fn vulns(&self) -> &dyn Vulns {
         &*self.backend
     }
 }
