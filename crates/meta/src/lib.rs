@@ -36,8 +36,8 @@ pub use auth::{
 pub use promotion::{
     Approval, CanaryRecord, Deployment, MoveKind, Moved, PointerMove, PointerRecord, Promotions,
 };
-pub use vulns::{AdvisoryRow, ScanRow, VulnDbState, VulnSource, Vulns};
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
+pub use vulns::{AdvisoryRow, ScanRow, VulnDbState, VulnSource, Vulns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

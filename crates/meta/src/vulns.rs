@@ -75,8 +75,7 @@ pub trait Vulns: Send + Sync {
     /// In one transaction: replaces the given advisories, records the source, marks the
     /// database updated at `source.imported_at_ms`, and bumps the generation if `rows` is not
     /// empty. Returns the state after.
-    async fn apply_import(&self, source: &VulnSource, rows: &[AdvisoryRow])
-        -> Result<VulnDbState>;
+    async fn apply_import(&self, source: &VulnSource, rows: &[AdvisoryRow]) -> Result<VulnDbState>;
     async fn db_state(&self) -> Result<VulnDbState>;
     /// Sources by name.
     async fn sources(&self) -> Result<Vec<VulnSource>>;

@@ -197,7 +197,9 @@ impl Registry {
     /// ones are not rewritten. Unreadable files are reported, not fatal.
     pub async fn vulndb_import(&self, path: &Path) -> Result<ImportReport> {
         let owned = path.to_path_buf();
-        let is_zip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+        let is_zip = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
         if !is_zip && !path.is_dir() {
             return Err(Error::Invalid(Invalid::Import(format!(
                 "{} is neither a directory of OSV JSON records nor a .zip export",
@@ -292,7 +294,11 @@ impl Registry {
         .await
         .map_err(internal)?;
         let index = Arc::new(index);
-        tracing::info!(generation, advisories = index.len(), "built vulnerability index");
+        tracing::info!(
+            generation,
+            advisories = index.len(),
+            "built vulnerability index"
+        );
         *cache = Some((generation, index.clone()));
         Ok((generation, index))
     }

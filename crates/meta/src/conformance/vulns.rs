@@ -60,7 +60,13 @@ async fn vulns_suite(meta: MetaStore) {
         .await
         .unwrap();
     assert_eq!(
-        (s1.generation, s1.changed_at_ms, s1.updated_at_ms, s1.active, s1.withdrawn),
+        (
+            s1.generation,
+            s1.changed_at_ms,
+            s1.updated_at_ms,
+            s1.active,
+            s1.withdrawn
+        ),
         (1, 100, 100, 2, 1)
     );
     let (generation, records) = v.active_advisories().await.unwrap();
@@ -141,8 +147,14 @@ async fn backlog_suite(meta: MetaStore) {
         m
     };
     // `a` and `b` have SBOMs; `c` has none.
-    meta.manifests().put(&a, &sbom('5', 'a'), None).await.unwrap();
-    meta.manifests().put(&a, &sbom('6', 'b'), None).await.unwrap();
+    meta.manifests()
+        .put(&a, &sbom('5', 'a'), None)
+        .await
+        .unwrap();
+    meta.manifests()
+        .put(&a, &sbom('6', 'b'), None)
+        .await
+        .unwrap();
     let types = ["application/vnd.bonded.sbom.v1+json"];
     let backlog = v.scan_backlog(0, &types, 10).await.unwrap();
     assert_eq!(backlog, [(a.clone(), d('a')), (a.clone(), d('b'))]);
