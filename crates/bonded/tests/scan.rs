@@ -315,3 +315,153 @@ fn bad_scan_and_import_input_gets_clear_errors() {
         "{status}"
     );
 }
+
+#[test]
+fn vulnerability_gate_refuses_until_scanned_fresh_and_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    let cfg = p("bonded.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[promotion.gates]]
+repositories = "shop/**"
+environment = "dev"
+vulnerabilities = { max_severity = "high" }
+"#,
+    )
+    .unwrap();
+    let s = Server::start_with(&[("BONDED_CONFIG", cfg.to_str().unwrap())]);
+    let admin = |args: &[&str]| {
+        let (success, out, err) = s.admin(args, &[("BONDED_CONFIG", cfg.to_str().unwrap())]);
+        assert!(success, "bonded {args:?} failed:\n{out}\n{err}");
+        out
+    };
+    let promote = |target: &str| {
+        let out = Command::new(bin())
+            .args(["promote", target, "--to", "dev"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+
+    let content = p("app.txt");
+    std::fs::write(&content, "gated application").unwrap();
+    let pushed = ok(&[
+        "push",
+        "-q",
+        content.to_str().unwrap(),
+        &format!("{}/shop/gated:v1", s.addr),
+    ]);
+    let digest = pushed.trim().rsplit_once('@').unwrap().1.to_string();
+    let at = format!("{}/shop/gated@{digest}", s.addr);
+
+    // No database yet.
+    let (promoted, out) = promote(&at);
+    assert!(
+        !promoted && out.contains("no vulnerability database has been imported"),
+        "{out}"
+    );
+
+    let osv1 = p("osv1");
+    write(
+        &osv1,
+        "GHSA-9wx4-h78v-vm56.json",
+        &osv(
+            "GHSA-9wx4-h78v-vm56",
+            "2024-06-10T00:00:00Z",
+            "CVE-2024-35195",
+            "PyPI",
+            "requests",
+            "2.32.0",
+            HIGH,
+        ),
+    );
+    admin(&["vulndb", "import", osv1.to_str().unwrap()]);
+    ok(&["key", "generate", "--out", p("k").to_str().unwrap()]);
+    ok(&[
+        "trust",
+        "add",
+        &format!("{}/shop", s.addr),
+        "--key-set",
+        "ci",
+        "--key",
+        p("k.pub.pem").to_str().unwrap(),
+    ]);
+    let sbom = p("sbom.json");
+    std::fs::write(&sbom, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[
+        {"type":"library","name":"requests","version":"2.31.0","purl":"pkg:pypi/requests@2.31.0"}]}"#).unwrap();
+    ok(&[
+        "sbom",
+        "attach",
+        &at,
+        sbom.to_str().unwrap(),
+        "--key",
+        p("k.pem").to_str().unwrap(),
+    ]);
+
+    // Not scanned: refused, saying so.
+    let (promoted, out) = promote(&at);
+    assert!(!promoted && out.contains("has not been scanned"), "{out}");
+    // Scanned with a high finding: refused naming it.
+    admin(&["vulndb", "scan", &format!("shop/gated@{digest}")]);
+    let (promoted, out) = promote(&at);
+    assert!(!promoted, "{out}");
+    assert!(
+        out.contains("1 findings at or above high: GHSA-9wx4-h78v-vm56 (requests 2.31.0, high, fixed in 2.32.0)"),
+        "{out}"
+    );
+
+    // The advisory is withdrawn: the old scan no longer counts until rescanned.
+    let osv2 = p("osv2");
+    let withdrawn = osv(
+        "GHSA-9wx4-h78v-vm56",
+        "2024-07-01T00:00:00Z",
+        "CVE-2024-35195",
+        "PyPI",
+        "requests",
+        "2.32.0",
+        HIGH,
+    )
+    .replacen(
+        "\"published\"",
+        "\"withdrawn\":\"2024-07-01T00:00:00Z\",\"published\"",
+        1,
+    );
+    write(&osv2, "GHSA-9wx4-h78v-vm56.json", &withdrawn);
+    admin(&["vulndb", "import", osv2.to_str().unwrap()]);
+    let (promoted, out) = promote(&at);
+    assert!(
+        !promoted && out.contains("generation 1, the current one is 2"),
+        "{out}"
+    );
+    assert!(admin(&["vulndb", "rescan"]).contains("scanned 1 artifacts"));
+
+    // A stale database does not pass either.
+    common::sql(&s.data_dir, "UPDATE vuln_db SET updated_at = 1000");
+    let (promoted, out) = promote(&at);
+    assert!(!promoted && out.contains("import a fresh export"), "{out}");
+    common::sql(
+        &s.data_dir,
+        &format!(
+            "UPDATE vuln_db SET updated_at = {}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ),
+    );
+    let (promoted, out) = promote(&at);
+    assert!(promoted, "{out}");
+    assert!(
+        out.contains("vulnerabilities") && out.contains("none at or above high"),
+        "{out}"
+    );
+}
