@@ -74,7 +74,7 @@ fn ids(scan: &Value) -> Vec<String> {
 
 #[test]
 fn scanning_finds_advisories_in_signed_sboms_and_rescans_after_imports() {
-    let s = Server::start();
+    let s = Server::start_with(&[("BONDED_SCAN__ENABLED", "false")]);
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n);
 
@@ -289,7 +289,7 @@ fn scanning_finds_advisories_in_signed_sboms_and_rescans_after_imports() {
 
 #[test]
 fn bad_scan_and_import_input_gets_clear_errors() {
-    let s = Server::start();
+    let s = Server::start_with(&[("BONDED_SCAN__ENABLED", "false")]);
     let (success, _, err) = s.admin(&["vulndb", "import", "/nonexistent/osv"], &[]);
     assert!(!success);
     assert!(
@@ -331,7 +331,11 @@ vulnerabilities = { max_severity = "high" }
 "#,
     )
     .unwrap();
-    let s = Server::start_with(&[("BONDED_CONFIG", cfg.to_str().unwrap())]);
+    // The server's own job is off so each scan below happens when the test says.
+    let s = Server::start_with(&[
+        ("BONDED_CONFIG", cfg.to_str().unwrap()),
+        ("BONDED_SCAN__ENABLED", "false"),
+    ]);
     let admin = |args: &[&str]| {
         let (success, out, err) = s.admin(args, &[("BONDED_CONFIG", cfg.to_str().unwrap())]);
         assert!(success, "bonded {args:?} failed:\n{out}\n{err}");
@@ -464,4 +468,96 @@ vulnerabilities = { max_severity = "high" }
         out.contains("vulnerabilities") && out.contains("none at or above high"),
         "{out}"
     );
+}
+
+/// Polls `bonded vulndb affected <advisory>` until it lists `want`, with a deadline.
+fn wait_affected(s: &Server, advisory: &str, want: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = admin_ok(s, &["vulndb", "affected", advisory]);
+        if out.contains(want) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's scan job never reported {want} for {advisory}: {out:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_servers_scan_job_scans_new_sboms_and_rescans_after_an_import() {
+    let s = Server::start_with(&[("BONDED_SCAN__INTERVAL_SECS", "1")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    let osv1 = p("osv1");
+    write(
+        &osv1,
+        "GHSA-9wx4-h78v-vm56.json",
+        &osv(
+            "GHSA-9wx4-h78v-vm56",
+            "2024-06-10T00:00:00Z",
+            "CVE-2024-35195",
+            "PyPI",
+            "requests",
+            "2.32.0",
+            HIGH,
+        ),
+    );
+    admin_ok(&s, &["vulndb", "import", osv1.to_str().unwrap()]);
+
+    let content = p("app.txt");
+    std::fs::write(&content, "served application").unwrap();
+    let target = format!("{}/shop/served:v1", s.addr);
+    let pushed = ok(&["push", "-q", content.to_str().unwrap(), &target]);
+    let digest = pushed.trim().rsplit_once('@').unwrap().1.to_string();
+    ok(&["key", "generate", "--out", p("k").to_str().unwrap()]);
+    ok(&[
+        "trust",
+        "add",
+        &format!("{}/shop", s.addr),
+        "--key-set",
+        "ci",
+        "--key",
+        p("k.pub.pem").to_str().unwrap(),
+    ]);
+    let sbom = p("sbom.json");
+    std::fs::write(
+        &sbom,
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[
+        {"type":"library","name":"requests","version":"2.31.0","purl":"pkg:pypi/requests@2.31.0"},
+        {"type":"library","name":"urllib3","version":"2.0.0","purl":"pkg:pypi/urllib3@2.0.0"}]}"#,
+    )
+    .unwrap();
+    ok(&[
+        "sbom",
+        "attach",
+        &target,
+        sbom.to_str().unwrap(),
+        "--key",
+        p("k.pem").to_str().unwrap(),
+    ]);
+
+    // The job finds the new SBOM without being asked.
+    let want = format!("shop/served@{digest}");
+    wait_affected(&s, "CVE-2024-35195", &want);
+    // An advisory imported later is found in the same artifact, without a re-push or a scan.
+    let osv2 = p("osv2");
+    write(
+        &osv2,
+        "GHSA-34jh-p97f-mpxf.json",
+        &osv(
+            "GHSA-34jh-p97f-mpxf",
+            "2024-06-17T00:00:00Z",
+            "CVE-2024-37891",
+            "PyPI",
+            "urllib3",
+            "2.2.2",
+            "MODERATE",
+        ),
+    );
+    admin_ok(&s, &["vulndb", "import", osv2.to_str().unwrap()]);
+    let out = wait_affected(&s, "CVE-2024-37891", &want);
+    assert!(out.contains("urllib3 2.0.0 (GHSA-34jh-p97f-mpxf)"), "{out}");
 }
