@@ -155,7 +155,7 @@ pub async fn rescan(config: &Config) -> anyhow::Result<ExitCode> {
 /// `bonded vulndb affected <advisory>`: stored scans with a finding of an id or alias.
 pub async fn affected(config: &Config, advisory: &str) -> anyhow::Result<ExitCode> {
     let app = App::build(config).await?;
-    for r in app.registry.affected_by(advisory).await? {
+    for r in app.registry.affected_by(advisory, None).await? {
         let pkgs: Vec<String> = r
             .findings
             .iter()

@@ -57,6 +57,24 @@ fn osv(
     )
 }
 
+/// Blocking HTTP: (status, JSON body).
+fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let mut req = c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
 const HIGH: &str = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N";
 
 fn scan_json(s: &Server, target: &str) -> Value {
@@ -269,6 +287,41 @@ fn scanning_finds_advisories_in_signed_sboms_and_rescans_after_imports() {
     assert_eq!(scan["generation"], 2);
     assert_eq!(scan["findings"][1]["severity"], "medium");
 
+    // The management API: stored result, scan now, affected (optionally in an environment).
+    let (status, body) = http(
+        "GET",
+        &s.url("/api/v1/scans?repository=shop/app&reference=v1"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["findings"], scan["findings"]);
+    let (status, body) = http(
+        "POST",
+        &s.url("/api/v1/scans"),
+        Some(serde_json::json!({"repository": "shop/app", "reference": digest})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["GHSA-9wx4-h78v-vm56", "GHSA-34jh-p97f-mpxf"]);
+    let (status, body) = http(
+        "GET",
+        &s.url("/api/v1/vulns/affected?advisory=CVE-2024-37891"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["affected"][0]["digest"], digest.as_str());
+    let (_, body) = http(
+        "GET",
+        &s.url("/api/v1/vulns/affected?advisory=CVE-2024-37891&environment=prod"),
+        None,
+    );
+    assert_eq!(body["affected"], serde_json::json!([]));
+    let (status, body) = http(
+        "POST",
+        &s.url("/api/v1/scans"),
+        Some(serde_json::json!({"repository": "shop/app", "reference": "nope"})),
+    );
+    assert_eq!(status, 404, "{body}");
+
     // An artifact without a (trusted) SBOM has nothing to scan; it is not due either.
     std::fs::write(&content, "another").unwrap();
     ok(&[
@@ -277,6 +330,16 @@ fn scanning_finds_advisories_in_signed_sboms_and_rescans_after_imports() {
         content.to_str().unwrap(),
         &format!("{}/shop/bare:v1", s.addr),
     ]);
+    let (status, body) = http(
+        "GET",
+        &s.url("/api/v1/scans?repository=shop/bare&reference=v1"),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("NOT_SCANNED")),
+        "{body}"
+    );
     let bare = scan_json(&s, "shop/bare:v1");
     assert_eq!(
         (

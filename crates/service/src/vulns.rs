@@ -494,11 +494,28 @@ impl Registry {
         }
     }
 
-    /// Stored scans with a finding of `advisory` (an id or an alias of one).
-    pub async fn affected_by(&self, advisory: &str) -> Result<Vec<ScanResult>> {
+    /// Stored scans with a finding of `advisory` (an id or an alias of one); with
+    /// `environment`, only the digests that environment's tag points at.
+    pub async fn affected_by(
+        &self,
+        advisory: &str,
+        environment: Option<&str>,
+    ) -> Result<Vec<ScanResult>> {
+        let env = environment
+            .map(|e| {
+                e.parse::<bonded_types::Tag>().map_err(|err| {
+                    Error::Invalid(Invalid::Name(format!("environment {e:?}: {err}")))
+                })
+            })
+            .transpose()?;
         let ids = self.meta.vulns().advisories_named(advisory).await?;
         let mut out = Vec::new();
         for row in self.meta.vulns().scans_with(&ids).await? {
+            if let Some(env) = &env {
+                if self.meta.tags().resolve(&row.repo, env).await?.as_ref() != Some(&row.digest) {
+                    continue;
+                }
+            }
             out.push(ScanResult {
                 repository: row.repo.to_string(),
                 digest: row.digest.to_string(),
