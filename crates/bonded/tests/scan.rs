@@ -321,6 +321,30 @@ fn scanning_finds_advisories_in_signed_sboms_and_rescans_after_imports() {
         Some(serde_json::json!({"repository": "shop/app", "reference": "nope"})),
     );
     assert_eq!(status, 404, "{body}");
+    // The client commands over that API.
+    let table = ok(&["scan", &target]);
+    assert!(table.contains("2 findings: 1 high, 1 medium"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("GHSA-34jh-p97f-mpxf") && l.contains("urllib3")),
+        "{table}"
+    );
+    let out = ok(&["vulns", "affected", &s.addr, "CVE-2024-37891"]);
+    assert!(
+        out.contains(&format!("shop/app@{digest}: urllib3 2.0.0")),
+        "{out}"
+    );
+    assert!(ok(&[
+        "vulns",
+        "affected",
+        &s.addr,
+        "CVE-2024-37891",
+        "--env",
+        "prod"
+    ])
+    .trim()
+    .is_empty());
 
     // An artifact without a (trusted) SBOM has nothing to scan; it is not due either.
     std::fs::write(&content, "another").unwrap();

@@ -8,6 +8,7 @@ mod promote;
 mod pull;
 mod push;
 mod reference;
+mod scan;
 mod supply;
 
 use std::process::ExitCode;
@@ -111,6 +112,12 @@ pub enum ClientCommand {
     Deployments(promote::DeploymentsArgs),
     /// Judge a canary against its baseline (Mann–Whitney U per metric) and record the verdict.
     Canary(promote::CanaryArgs),
+    /// Scan an artifact's verified SBOMs for vulnerabilities now and print the findings:
+    /// bonded scan localhost:5000/shop/app:v1
+    Scan(scan::ScanArgs),
+    /// Vulnerability queries.
+    #[command(subcommand)]
+    Vulns(scan::VulnsCommand),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
@@ -133,6 +140,8 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Approve(a) => promote::approve(a).await,
         ClientCommand::Deploy(a) => promote::deploy(a).await,
         ClientCommand::Deployments(a) => promote::deployments(a).await,
+        ClientCommand::Scan(a) => scan::scan(a).await,
+        ClientCommand::Vulns(c) => scan::vulns(c).await,
         ClientCommand::Canary(a) => promote::canary(a).await,
         ClientCommand::Push(args) => push::run(args).await,
         ClientCommand::Supply(cmd) => supply::run(cmd).await,
