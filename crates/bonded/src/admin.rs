@@ -357,7 +357,7 @@ pub async fn restore(config: &Config, target: &str, list: bool) -> anyhow::Resul
 }
 
 /// `repo:tag` or `repo@digest` (no registry host: this command works on the local stores).
-fn parse_target(s: &str) -> anyhow::Result<(RepoName, Reference)> {
+pub(crate) fn parse_target(s: &str) -> anyhow::Result<(RepoName, Reference)> {
     let (repo, reference) = if let Some((repo, digest)) = s.split_once('@') {
         (
             repo,

@@ -147,6 +147,7 @@ impl App {
         }
         self.spawn_retention()?;
         self.spawn_coverage_refresh();
+        self.spawn_scanner();
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
@@ -190,6 +191,43 @@ impl App {
                 if let Err(e) = bonded_http::api_supply::refresh_coverage(&registry, &metrics).await
                 {
                     warn!(error = %e, "refreshing supply-chain coverage failed; will retry");
+                }
+            }
+        });
+    }
+
+    /// Runs the vulnerability scan job every `scan.interval_secs`: each pass scans, 100 at a
+    /// time, every artifact with an SBOM and no scan at the current database generation (so an
+    /// import makes everything due again). Resumable and safe on several nodes: a scan only
+    /// replaces the previous result.
+    fn spawn_scanner(&self) {
+        if !self.config.scan.enabled {
+            return;
+        }
+        let registry = self.registry.clone();
+        let every = Duration::from_secs(self.config.scan.interval_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let started = std::time::Instant::now();
+                let mut scanned = 0;
+                loop {
+                    match registry.scan_due(100).await {
+                        Ok(0) => break,
+                        Ok(n) => scanned += n,
+                        Err(e) => {
+                            warn!(error = %e, "vulnerability scan pass failed; will retry");
+                            break;
+                        }
+                    }
+                }
+                if scanned > 0 {
+                    info!(
+                        scanned,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "scanned artifacts for vulnerabilities"
+                    );
                 }
             }
         });

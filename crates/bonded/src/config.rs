@@ -37,6 +37,18 @@ pub struct Config {
     pub quota: Vec<Quota>,
     /// Integrity scrubbing of stored blobs, docs/scrub.md.
     pub scrub: Scrub,
+    /// The vulnerability scan job (docs/vulnerabilities.md).
+    pub scan: Scan,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scan {
+    /// Run the scan job inside the server: artifacts whose SBOM arrived since their last scan,
+    /// and every artifact after the vulnerability database changed.
+    pub enabled: bool,
+    /// Pause between passes of the job.
+    pub interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -313,6 +325,10 @@ impl Default for Config {
                 interval_secs: 7 * 86400,
                 rate_bytes_per_sec: ByteSize::Text("50MiB".into()),
             },
+            scan: Scan {
+                enabled: true,
+                interval_secs: 300,
+            },
         }
     }
 }
@@ -404,6 +420,9 @@ impl Config {
         }
         if self.audit.checkpoint_every == 0 {
             bail!("audit.checkpoint_every must be positive");
+        }
+        if self.scan.enabled && self.scan.interval_secs == 0 {
+            bail!("scan.interval_secs must be positive (or set scan.enabled = false)");
         }
         if self.uploads.sweep_interval_secs == 0 {
             bail!("uploads.sweep_interval_secs must be positive");

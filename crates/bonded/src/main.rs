@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod migrate;
 mod prometheus;
+mod vulndb;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,8 +121,44 @@ enum Command {
         #[command(subcommand)]
         command: StorageCommand,
     },
+    /// The vulnerability database and scans: import OSV exports, show its status, scan an
+    /// artifact, run the scan job, find affected artifacts.
+    Vulndb {
+        #[command(subcommand)]
+        command: VulndbCommand,
+    },
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum VulndbCommand {
+    /// Import an OSV export (a directory of JSON records or an all.zip) incrementally.
+    Import {
+        #[command(flatten)]
+        server: ServerFlags,
+        path: PathBuf,
+    },
+    /// Database generation, advisory counts, sources and age.
+    Status(ServerFlags),
+    /// Scan one artifact (<repo>:<tag> or <repo>@<digest>) now and store the result.
+    Scan {
+        #[command(flatten)]
+        server: ServerFlags,
+        target: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the scan job until nothing is due: artifacts with an SBOM and no scan against the
+    /// current database generation.
+    Rescan(ServerFlags),
+    /// Artifacts whose latest scan has a finding of an advisory (id or alias, e.g. a CVE).
+    Affected {
+        #[command(flatten)]
+        server: ServerFlags,
+        advisory: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +280,27 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let loaded = server.load()?;
             init_tracing(&loaded.config);
             admin::storage_report(&loaded.config, json).await
+        }
+        Command::Vulndb { command } => {
+            let flags = match &command {
+                VulndbCommand::Import { server, .. }
+                | VulndbCommand::Scan { server, .. }
+                | VulndbCommand::Affected { server, .. } => server,
+                VulndbCommand::Status(server) | VulndbCommand::Rescan(server) => server,
+            };
+            let loaded = flags.load()?;
+            init_tracing(&loaded.config);
+            match &command {
+                VulndbCommand::Import { path, .. } => vulndb::import(&loaded.config, path).await,
+                VulndbCommand::Status(_) => vulndb::status(&loaded.config).await,
+                VulndbCommand::Scan { target, json, .. } => {
+                    vulndb::scan(&loaded.config, target, *json).await
+                }
+                VulndbCommand::Rescan(_) => vulndb::rescan(&loaded.config).await,
+                VulndbCommand::Affected { advisory, .. } => {
+                    vulndb::affected(&loaded.config, advisory).await
+                }
+            }
         }
         Command::Client(cmd) => cli::run(cmd).await,
     }

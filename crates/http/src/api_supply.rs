@@ -295,6 +295,9 @@ impl From<Error> for ApiError {
             }
             Error::Invalid(Invalid::Name(m)) => ApiError::new(S::BAD_REQUEST, "INVALID_NAME", m),
             Error::Invalid(Invalid::Key(m)) => ApiError::new(S::BAD_REQUEST, "INVALID_KEY", m),
+            Error::Invalid(Invalid::Import(m)) => {
+                ApiError::new(S::BAD_REQUEST, "INVALID_IMPORT", m)
+            }
             Error::Invalid(Invalid::Digest(m)) => {
                 ApiError::new(S::BAD_REQUEST, "INVALID_DIGEST", m)
             }

@@ -175,7 +175,9 @@ impl From<Error> for OciError {
             Error::Invalid(Invalid::Upload(m)) => {
                 OciError::new(S::BAD_REQUEST, Code::BlobUploadInvalid, m)
             }
-            Error::Invalid(Invalid::Key(m)) => OciError::new(S::BAD_REQUEST, Code::Unsupported, m),
+            Error::Invalid(Invalid::Key(m)) | Error::Invalid(Invalid::Import(m)) => {
+                OciError::new(S::BAD_REQUEST, Code::Unsupported, m)
+            }
             Error::Denied(m) | Error::PolicyViolation(m) => {
                 OciError::new(S::FORBIDDEN, Code::Denied, m)
             }

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod api_promotion;
+pub mod api_scan;
 pub mod api_supply;
 mod auth;
 mod blobs;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(api_supply::router())
         .merge(api_promotion::router())
+        .merge(api_scan::router())
         .route("/auth/token", get(token))
         .nest("/api/v1", api::router())
         .with_state(state)

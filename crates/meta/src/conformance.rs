@@ -18,6 +18,7 @@ mod integrity;
 mod promotion;
 mod trust;
 mod undelete;
+mod vulns;
 
 pub(crate) fn d(c: char) -> Digest {
     format!("sha256:{}", c.to_string().repeat(64))

@@ -7,7 +7,7 @@
 //! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`] (with quota charges), [`Integrity`]
 //! (scrub's walk and quarantine); for the supply chain [`Trust`] and
 //! [`Attestations`]; for access control and audit [`Accounts`], [`Grants`], [`SigningKeys`],
-//! [`Audit`]; for promotion [`Promotions`]). Called by the service layer; it never calls it back, and
+//! [`Audit`]; for promotion [`Promotions`]; for vulnerabilities [`Vulns`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -23,6 +23,7 @@ pub mod promotion;
 mod sqlite;
 mod trust;
 mod usage;
+pub mod vulns;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use promotion::{
     Approval, CanaryRecord, Deployment, MoveKind, Moved, PointerMove, PointerRecord, Promotions,
 };
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
+pub use vulns::{AdvisoryRow, ScanRow, VulnDbState, VulnSource, Vulns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -390,6 +392,7 @@ trait Backend:
     + SigningKeys
     + Audit
     + Promotions
+    + Vulns
 {
 }
 impl<T> Backend for T where
@@ -408,6 +411,7 @@ impl<T> Backend for T where
         + SigningKeys
         + Audit
         + Promotions
+        + Vulns
 {
 }
 
@@ -478,6 +482,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn promotions(&self) -> &dyn Promotions {
+        &*self.backend
+    }
+    pub fn vulns(&self) -> &dyn Vulns {
         &*self.backend
     }
 }

@@ -30,6 +30,13 @@ mod promotion {
     crate::promotion::promotions_sql!(PostgresBackend, sqlx::postgres::PgRow, pool, pool);
 }
 
+/// The vulnerability aggregate's SQL, shared with the other backend (`crate::vulns`).
+mod vulns {
+    use super::PostgresBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::vulns::vulns_sql!(PostgresBackend, sqlx::postgres::PgRow, pool, pool);
+}
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;

@@ -20,6 +20,13 @@ mod promotion {
     crate::promotion::promotions_sql!(SqliteBackend, sqlx::sqlite::SqliteRow, writer, reader);
 }
 
+/// The vulnerability aggregate's SQL, shared with the other backend (`crate::vulns`).
+mod vulns {
+    use super::SqliteBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::vulns::vulns_sql!(SqliteBackend, sqlx::sqlite::SqliteRow, writer, reader);
+}
+
 use async_trait::async_trait;
 use bonded_types::{Digest, RepoName, Tag, UploadId};
 use sqlx::sqlite::{

@@ -36,6 +36,8 @@ pub enum Invalid {
     Upload(String),
     /// A public key, key set or validity window that cannot be trusted as given.
     Key(String),
+    /// A vulnerability database export that cannot be read as given.
+    Import(String),
 }
 
 /// The service's decisions. The HTTP edge maps each variant to a protocol error.

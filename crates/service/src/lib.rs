@@ -2,9 +2,10 @@
 //!
 //! Owns: how an upload becomes a verified blob, what makes a manifest acceptable, tag immutability,
 //! listing and referrers, when an unused blob may be deleted (garbage collection, undelete,
-//! retention), namespace quotas (`quota`), integrity scrubbing and quarantine (`scrub`), and
-//! supply-chain trust and policy ([`supply`]). Called by the HTTP edge (and tests)
-//! with parsed types from `bonded-types`; calls the [`BlobStore`] and [`MetaStore`] ports. Never
+//! retention), namespace quotas (`quota`), integrity scrubbing and quarantine (`scrub`),
+//! supply-chain trust and policy ([`supply`]) and vulnerability scanning ([`vulns`]). Called by
+//! the HTTP edge (and tests) with parsed types from `bonded-types`; calls the [`BlobStore`] and
+//! [`MetaStore`] ports. Never
 //! imports axum or any HTTP type: errors are decisions ([`Error`]) that the edge maps to a
 //! protocol.
 //!
@@ -28,6 +29,7 @@ mod scrub;
 pub mod supply;
 mod trash;
 mod uploads;
+pub mod vulns;
 
 use std::sync::Arc;
 
@@ -89,6 +91,8 @@ pub struct Registry {
     pulls: Arc<std::sync::Mutex<PullLog>>,
     /// The registry's promotion-attestation key, once loaded (see `promotion::attest`).
     attest_key: Arc<std::sync::Mutex<Option<Arc<bonded_supply::keys::SigningKey>>>>,
+    /// The vulnerability index of the database generation it was built from (`vulns`).
+    vuln_index: vulns::IndexCache,
 }
 
 type PullLog = std::collections::HashMap<(bonded_types::RepoName, bonded_types::Digest), i64>;
@@ -103,6 +107,7 @@ impl Registry {
             uploads: uploads::Tracker::default(),
             pulls: Arc::default(),
             attest_key: Arc::default(),
+            vuln_index: Arc::default(),
         }
     }
 

@@ -9,6 +9,7 @@ mod promote;
 mod pull;
 mod push;
 mod reference;
+mod scan;
 mod supply;
 
 use std::process::ExitCode;
@@ -115,6 +116,12 @@ pub enum ClientCommand {
     /// What changed between two artifacts: manifest, layers, annotations, provenance materials
     /// and SBOM components.
     Diff(diff::DiffArgs),
+    /// Scan an artifact's verified SBOMs for vulnerabilities now and print the findings:
+    /// bonded scan localhost:5000/shop/app:v1
+    Scan(scan::ScanArgs),
+    /// Vulnerability queries.
+    #[command(subcommand)]
+    Vulns(scan::VulnsCommand),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
@@ -137,6 +144,8 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Approve(a) => promote::approve(a).await,
         ClientCommand::Deploy(a) => promote::deploy(a).await,
         ClientCommand::Deployments(a) => promote::deployments(a).await,
+        ClientCommand::Scan(a) => scan::scan(a).await,
+        ClientCommand::Vulns(c) => scan::vulns(c).await,
         ClientCommand::Canary(a) => promote::canary(a).await,
         ClientCommand::Diff(a) => diff::run(a).await,
         ClientCommand::Push(args) => push::run(args).await,

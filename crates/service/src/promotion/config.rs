@@ -111,6 +111,25 @@ pub struct GateConfig {
     /// The newest canary verdict recorded for the artifact must be `pass`.
     #[serde(default)]
     pub canary: bool,
+    /// No finding at or above a severity in the artifact's latest scan, which must have run
+    /// against the current, fresh vulnerability database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulnerabilities: Option<VulnGate>,
+}
+
+/// `vulnerabilities = { max_severity = "high", max_db_age_days = 5 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VulnGate {
+    /// `critical`, `high`, `medium` or `low`: a finding at or above it fails the gate.
+    pub max_severity: String,
+    /// A scan against a database last updated longer ago than this does not pass.
+    #[serde(default = "five_days")]
+    pub max_db_age_days: u64,
+}
+
+fn five_days() -> u64 {
+    5
 }
 
 /// A comparison of a metric threshold.
@@ -312,6 +331,14 @@ impl Environments {
                 Some(a) => Some(a.role.parse::<Role>().map_err(|e| format!("{what}: {e}"))?),
                 None => None,
             };
+            if let Some(v) = &g.vulnerabilities {
+                if !["critical", "high", "medium", "low"].contains(&v.max_severity.as_str()) {
+                    return Err(format!(
+                        "{what}: vulnerabilities.max_severity {:?} is not one of critical, high, medium, low",
+                        v.max_severity
+                    ));
+                }
+            }
             let metrics = g
                 .metrics
                 .iter()

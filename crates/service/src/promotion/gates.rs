@@ -18,7 +18,8 @@ pub const METRIC_ANNOTATION_PREFIX: &str = "dev.bonded.metric.";
 pub struct GateVerdict {
     /// Which configured gate.
     pub gate: String,
-    /// `signature`, `provenance`, `sbom`, `previous`, `approvals`, `metric`, `canary`.
+    /// `signature`, `provenance`, `sbom`, `previous`, `approvals`, `metric`, `canary`,
+    /// `vulnerabilities`.
     pub check: String,
     pub passed: bool,
     /// Whether a failure refuses the promotion (`enforce`) or is only recorded (`warn`).
@@ -237,6 +238,10 @@ impl Registry {
                     None => (false, "no canary verdict is recorded".to_string()),
                 };
                 push("canary", ok, detail);
+            }
+            if let Some(v) = &gate.config.vulnerabilities {
+                let (ok, detail) = self.vuln_gate(c.repo, c.digest, v).await?;
+                push("vulnerabilities", ok, detail);
             }
         }
         Ok(out)

@@ -24,7 +24,7 @@ use bonded_types::{Digest, Reference, RepoName, Tag};
 
 pub use attest::{PROMOTION_ARTIFACT, VSA_PREDICATE};
 pub use canary::{CanaryReport, CanaryVerdict, MetricSamples, Thresholds};
-pub use config::{Environments, PromotionConfig};
+pub use config::{Environments, PromotionConfig, VulnGate};
 pub use gates::{GateVerdict, METRIC_ANNOTATION_PREFIX};
 
 use crate::{now_ms, Error, Invalid, Missing, Registry, Result};
