@@ -921,7 +921,16 @@ fn canary_reads_a_real_prometheus_scraping_bonded() {
 #[test]
 fn diff_shows_what_changed_in_layers_annotations_provenance_and_sbom() {
     let env = Env::start("", &[]);
-    let (private, _) = generate_key(&env);
+    let (private, public) = generate_key(&env);
+    ok(&[
+        "trust",
+        "add",
+        &env.r("svc"),
+        "--key-set",
+        "ci",
+        "--key",
+        &public,
+    ]);
     let push = |name: &str, content: &str, note: &str| -> String {
         let f = env.path(name);
         std::fs::write(&f, content).unwrap();
@@ -981,7 +990,52 @@ fn diff_shows_what_changed_in_layers_annotations_provenance_and_sbom() {
         r#"{"type":"library","name":"requests","version":"2.32.3","purl":"pkg:pypi/requests@2.32.3"},
            {"type":"library","name":"idna","version":"3.7","purl":"pkg:pypi/idna@3.7"}"#,
     );
+    // Not scanned yet: said so.
+    let out = ok(&["diff", &env.r("svc/api:a"), &env.r("svc/api:b")]);
+    assert!(
+        out.contains("vulnerabilities: neither artifact is scanned"),
+        "{out}"
+    );
+    // One advisory fixed by b's requests upgrade, one new with b's idna.
+    let osv = env.path("osv");
+    std::fs::create_dir_all(&osv).unwrap();
+    let record = |id: &str, name: &str, introduced: &str, fixed: &str| {
+        format!(
+            r#"{{"schema_version":"1.6.0","id":"{id}","modified":"2024-06-01T00:00:00Z",
+               "summary":"{name} advisory","database_specific":{{"severity":"HIGH"}},
+               "affected":[{{"package":{{"ecosystem":"PyPI","name":"{name}"}},
+                 "ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"{introduced}"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#
+        )
+    };
+    std::fs::write(
+        osv.join("a.json"),
+        record("GHSA-test-reqs", "requests", "0", "2.32.0"),
+    )
+    .unwrap();
+    std::fs::write(
+        osv.join("b.json"),
+        record("GHSA-test-idna", "idna", "3.0", "3.8"),
+    )
+    .unwrap();
+    let (imported, o, e) = env
+        .server
+        .admin(&["vulndb", "import", osv.to_str().unwrap()], &[]);
+    assert!(imported, "{o}{e}");
+    for d in [&a, &b] {
+        let (scanned, o, e) = env
+            .server
+            .admin(&["vulndb", "scan", &format!("svc/api@{d}")], &[]);
+        assert!(scanned, "{o}{e}");
+    }
     let out = ok(&["diff", &env.r(&format!("svc/api@{a}")), &env.r("svc/api:b")]);
+    assert!(
+        out.contains("fixed GHSA-test-reqs in requests (high 2.31.0)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("new   GHSA-test-idna in idna (high 3.7)"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("b: {}/svc/api@{b}", env.server.addr)),
         "{out}"

@@ -1,7 +1,7 @@
 //! `bonded diff A B`: what changed between two artifacts — manifest (media type, artifact type,
 //! config, layers, annotations), provenance (builder, build type, source materials and their
-//! commits) and SBOM components (added, removed, version changes) read from the attestations
-//! attached to each. Informational: it reads attestations without judging them; `bonded verify`
+//! commits), SBOM components (added, removed, version changes) read from the attestations
+//! attached to each, and vulnerabilities (new and fixed) from each artifact's stored scan. Informational: it reads attestations without judging them; `bonded verify`
 //! says whether they count.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,6 +127,35 @@ pub(crate) fn sbom_components(doc: &Value) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// (advisory id, package) → "severity installed" of an artifact's stored scan; `None` if it has
+/// not been scanned (or the scan cannot be read).
+async fn scan_findings(
+    client: &Client,
+    r: &ImageRef,
+    digest: &Digest,
+) -> Option<BTreeMap<String, String>> {
+    let q = super::manage::query(&[
+        ("repository", r.repo.to_string()),
+        ("reference", digest.to_string()),
+    ]);
+    let v = super::manage::api(client, reqwest::Method::GET, &format!("/scans?{q}"), None)
+        .await
+        .ok()?;
+    let result: bonded_service::vulns::ScanResult = serde_json::from_value(v).ok()?;
+    Some(
+        result
+            .findings
+            .into_iter()
+            .map(|f| {
+                (
+                    format!("{} in {}", f.advisory_id, f.package),
+                    format!("{} {}", f.severity, f.installed),
+                )
+            })
+            .collect(),
+    )
 }
 
 async fn side(client: &Client, r: &ImageRef) -> anyhow::Result<Side> {
@@ -331,6 +360,19 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let build_types = diff_maps(&set_map(&sa.build_types), &set_map(&sb.build_types));
     let materials = diff_maps(&sa.materials, &sb.materials);
     let components = diff_maps(&sa.components, &sb.components);
+    let (va, vb) = (
+        scan_findings(&client, &a, &sa.digest).await,
+        scan_findings(&client, &b, &sb.digest).await,
+    );
+    // New: in B, not in A; fixed: in A, not in B (a finding whose installed version changed is
+    // still there).
+    let vulns = match (&va, &vb) {
+        (Some(x), Some(y)) => {
+            let (new, fixed, _) = diff_maps(x, y);
+            Some((new, fixed))
+        }
+        _ => None,
+    };
 
     if args.json {
         super::supply::print_json(&json!({
@@ -349,6 +391,10 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
                 "b_documents": sb.sbom_count,
                 "components": map_json(&components),
             },
+            "vulnerabilities": vulns.as_ref().map(|(new, fixed)| json!({
+                "new": new.iter().map(|(k, v)| json!({"finding": k, "detail": v})).collect::<Vec<_>>(),
+                "fixed": fixed.iter().map(|(k, v)| json!({"finding": k, "detail": v})).collect::<Vec<_>>(),
+            })),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -381,6 +427,28 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
             sb.components.len()
         );
         print_map("sbom components", &components);
+    }
+    match &vulns {
+        None => println!(
+            "vulnerabilities: {} (run bonded scan)",
+            match (&va, &vb) {
+                (None, None) => "neither artifact is scanned",
+                (None, _) => "a is not scanned",
+                _ => "b is not scanned",
+            }
+        ),
+        Some((new, fixed)) if new.is_empty() && fixed.is_empty() => {
+            println!("vulnerabilities: unchanged")
+        }
+        Some((new, fixed)) => {
+            println!("vulnerabilities:");
+            for (k, v) in fixed {
+                println!("  fixed {k} ({v})");
+            }
+            for (k, v) in new {
+                println!("  new   {k} ({v})");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
