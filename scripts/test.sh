@@ -20,8 +20,18 @@ run() {
 echo "== all tests, end-to-end suite on fs + SQLite"
 BONDED_TEST_BACKEND=fs-sqlite run --workspace
 
+# The same --workspace selection as above (narrowed by a filter) keeps cargo's feature
+# resolution, so nothing is rebuilt between the phases.
 echo "== end-to-end suite on S3 (Garage) + PostgreSQL"
-BONDED_TEST_BACKEND=s3-postgres run -p bonded --test '*'
+if cargo nextest --version >/dev/null 2>&1; then
+    BONDED_TEST_BACKEND=s3-postgres run --workspace -E 'package(bonded) and kind(test)'
+else
+    BONDED_TEST_BACKEND=s3-postgres run -p bonded --test '*'
+fi
 
 echo "== OCI conformance with access control on (authenticating as the admin)"
-BONDED_TEST_AUTH=on run -p bonded --test conformance
+if cargo nextest --version >/dev/null 2>&1; then
+    BONDED_TEST_AUTH=on run --workspace -E 'package(bonded) and binary(conformance)'
+else
+    BONDED_TEST_AUTH=on run -p bonded --test conformance
+fi
