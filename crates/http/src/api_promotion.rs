@@ -186,11 +186,6 @@ async fn promote(
         note: b.note,
         dry_run: b.dry_run,
     };
-    let labels = |outcome| EnvOutcomeLabels {
-        namespace: namespace(&r),
-        environment: b.environment.clone(),
-        outcome,
-    };
     let out = match state.registry.promote(&req).await {
         Ok(o) => o,
         Err(e) => {
@@ -198,9 +193,7 @@ async fn promote(
                 state
                     .metrics
                     .promotion
-                    .moves
-                    .get_or_create(&labels("refused"))
-                    .inc();
+                    .moved(&namespace(&r), &b.environment, "refused");
                 audit_outcome(
                     &state,
                     &who,
@@ -219,9 +212,7 @@ async fn promote(
         state
             .metrics
             .promotion
-            .moves
-            .get_or_create(&labels("promoted"))
-            .inc();
+            .moved(&namespace(&r), &b.environment, "promoted");
         if let Some(secs) = out.time_to_promote_secs {
             state
                 .metrics
@@ -313,13 +304,7 @@ async fn rollback(
     state
         .metrics
         .promotion
-        .moves
-        .get_or_create(&EnvOutcomeLabels {
-            namespace: namespace(&r),
-            environment: b.environment.clone(),
-            outcome: "rolled_back",
-        })
-        .inc();
+        .moved(&namespace(&r), &b.environment, "rolled_back");
     audit(
         &state,
         who.name,
@@ -577,13 +562,7 @@ async fn canary(
         state
             .metrics
             .promotion
-            .moves
-            .get_or_create(&EnvOutcomeLabels {
-                namespace: namespace(&r),
-                environment: rb.environment.clone(),
-                outcome: "rolled_back",
-            })
-            .inc();
+            .moved(&namespace(&r), &rb.environment, "rolled_back");
         audit(
             &state,
             who.name,

@@ -116,6 +116,17 @@ impl Default for PromotionMetrics {
 }
 
 impl PromotionMetrics {
+    /// Counts one environment pointer move or refused promotion.
+    pub fn moved(&self, namespace: &str, environment: &str, outcome: &'static str) {
+        self.moves
+            .get_or_create(&EnvOutcomeLabels {
+                namespace: namespace.to_string(),
+                environment: environment.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "promotion_moves",
