@@ -249,7 +249,7 @@ async fn pushes_over_the_byte_quota_are_denied_and_leave_nothing_while_dedupe_is
 
 #[tokio::test]
 async fn the_artifact_quota_counts_new_manifests_and_a_delete_frees_one() {
-    let (s, _dir, _config) = start(
+    let (s, _dir, config) = start(
         "[[quota]]\nnamespace = \"team-*\"\nmax_artifacts = 2\n",
         &[],
     );
@@ -312,6 +312,36 @@ async fn the_artifact_quota_counts_new_manifests_and_a_delete_frees_one() {
     assert_eq!(r.status(), 202);
     let r = put_manifest(&http, &base, "team-b/app", "v2", &configs[2], &layer).await;
     assert_eq!(r.status(), 201);
+
+    // Restoring the deleted manifest would take the namespace over its quota again: refused,
+    // by digest and by its deleted tag, and nothing comes back.
+    let env = [("BONDED_CONFIG", config.to_str().unwrap())];
+    for what in [format!("team-b/app@{d0}"), "team-b/app:v0".to_string()] {
+        let (ok, out, err) = s.admin(&["restore", &what], &env);
+        assert!(!ok, "restore of {what} over the quota succeeded: {out}");
+        assert!(
+            err.contains("namespace \"team-b\" is over its artifact quota"),
+            "{what}: {err}"
+        );
+    }
+    let r = http
+        .get(format!("{base}/v2/team-b/app/manifests/{d0}"))
+        .header("accept", OCI)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Once another artifact is deleted there is room, and the restore brings it back.
+    let d2 = r_digest(&http, &base, "team-b/app", "v2").await;
+    let r = http
+        .delete(format!("{base}/v2/team-b/app/manifests/{d2}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (ok, out, err) = s.admin(&["restore", &format!("team-b/app@{d0}")], &env);
+    assert!(ok, "{out}{err}");
+    assert_eq!(r_digest(&http, &base, "team-b/app", "v0").await, d0);
 }
 
 async fn r_digest(http: &reqwest::Client, base: &str, repo: &str, tag: &str) -> String {

@@ -7,12 +7,20 @@ use std::time::{Duration, SystemTime};
 use bonded_meta::{GcPlan, MarkReport, MetaError};
 use bonded_types::{Digest, UploadId};
 use futures::StreamExt;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{now_ms, Error, Registry, Result};
 
-/// Queue entries looked at per metadata transaction, so no transaction holds locks for long.
+/// Deleted manifests purged, and marked blobs swept, per metadata transaction, so no transaction
+/// holds the writer (SQLite) or row locks (PostgreSQL) for long.
 const BATCH: u32 = 256;
+/// Queue entries looked at per mark pass. Marking reads the facts outside the writer and
+/// settles a batch in a few set-based statements, so it can take more at once.
+const MARK_BATCH: u32 = 1024;
+/// The share of wall time collection spends on metadata work while it runs: after each batch it
+/// pauses `1/DUTY - 1` times as long as the batch took, so requests waiting for the metadata
+/// store's writer (or for the CPU) go first and their latency stays close to idle.
+const DUTY: f64 = 0.25;
 /// A blob flagged as being deleted for this long belongs to a collector that stopped midway;
 /// another may finish the job. Far longer than one storage delete takes, so two collectors never
 /// delete the same blob's bytes while an upload re-publishes them (docs/gc.md, "Stalled sweeps").
@@ -47,6 +55,13 @@ pub struct GcReport {
     /// Time spent marking and sweeping.
     pub mark_time: Duration,
     pub sweep_time: Duration,
+}
+
+/// Pauses after a batch of collection work that took `took`, keeping collection to `DUTY` of
+/// the wall time (and at least a couple of milliseconds between batches).
+async fn yield_to_requests(took: Duration) {
+    let pause = took.mul_f64(1.0 / DUTY - 1.0).max(Duration::from_millis(2));
+    tokio::time::sleep(pause).await;
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -90,27 +105,44 @@ impl Registry {
         }
 
         let started = std::time::Instant::now();
+        let mut after = None;
         loop {
-            let m = self.meta.gc().mark(now_ms(), grace_ms, BATCH).await?;
+            let batch = std::time::Instant::now();
+            let (m, last) = self
+                .meta
+                .gc()
+                .mark(now_ms(), grace_ms, after.as_ref(), MARK_BATCH)
+                .await?;
+            after = last;
             report.mark.examined += m.examined;
             report.mark.marked += m.marked;
             report.mark.dropped += m.dropped;
             report.mark.deferred += m.deferred;
-            if m.examined < u64::from(BATCH) {
+            if m.examined < u64::from(MARK_BATCH) {
                 break;
             }
-            // Let requests waiting for the metadata store's writer go first.
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            yield_to_requests(batch.elapsed()).await;
         }
 
         report.mark_time = started.elapsed();
+        if report.mark.examined > 0 {
+            debug!(
+                examined = report.mark.examined,
+                marked = report.mark.marked,
+                mark_ms = report.mark_time.as_millis() as u64,
+                "garbage collection marked"
+            );
+        }
 
         // Only what was marked a grace period before this sweep started. Decisions are taken a
         // batch per transaction; the bytes of the flagged blobs are deleted concurrently.
         let started = std::time::Instant::now();
         let cutoff = now_ms() - grace_ms;
+        let mut after = None;
         loop {
-            let batch = self.meta.gc().marked(cutoff, BATCH).await?;
+            let took = std::time::Instant::now();
+            let batch = self.meta.gc().marked(cutoff, after.as_ref(), BATCH).await?;
+            after = batch.last().cloned();
             let now = now_ms();
             let flagged = self
                 .meta
@@ -138,6 +170,7 @@ impl Registry {
             if batch.len() < BATCH as usize {
                 break;
             }
+            yield_to_requests(took.elapsed()).await;
         }
         report.sweep_time = started.elapsed();
         if report.swept > 0 || report.resumed > 0 || report.purged > 0 {

@@ -93,6 +93,8 @@ pub struct Registry {
     attest_key: Arc<std::sync::Mutex<Option<Arc<bonded_supply::keys::SigningKey>>>>,
     /// The vulnerability index of the database generation it was built from (`vulns`).
     vuln_index: vulns::IndexCache,
+    /// Namespaces' quota usage as last read, so pushes far from a quota cost no query (`quota`).
+    charges: Arc<quota::ChargeCache>,
 }
 
 type PullLog = std::collections::HashMap<(bonded_types::RepoName, bonded_types::Digest), i64>;
@@ -108,6 +110,7 @@ impl Registry {
             pulls: Arc::default(),
             attest_key: Arc::default(),
             vuln_index: Arc::default(),
+            charges: Arc::default(),
         }
     }
 

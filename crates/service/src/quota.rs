@@ -8,7 +8,19 @@
 //!
 //! The check reads the usage and then links, outside one transaction: concurrent pushes into one
 //! namespace may overshoot the quota by at most what they have in flight together.
+//!
+//! Reading a namespace's usage is a query over its links, so each node keeps the usage it last
+//! read for a few seconds ([`ChargeCache`]) and adds what it lets through since. A push that fits
+//! under the cached figure passes without a query; one that does not is checked against a fresh
+//! read before it is refused, so a refusal is always exact and space freed by a delete or a
+//! collection is usable at once. What the cache can miss is other nodes' pushes of the last few
+//! seconds, which can then overshoot the quota by as much.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bonded_meta::Charge;
 use bonded_types::{format_size, Digest, RepoName};
 use globset::GlobMatcher;
 
@@ -55,6 +67,41 @@ impl Quotas {
     }
 }
 
+/// How long a namespace's usage read from the metadata store is trusted for letting pushes pass.
+const CHARGE_TTL: Duration = Duration::from_secs(5);
+
+/// The usage each namespace had when last read, plus what this node let through since.
+#[derive(Debug, Default)]
+pub(crate) struct ChargeCache {
+    entries: Mutex<HashMap<String, (Instant, Charge)>>,
+}
+
+impl ChargeCache {
+    /// The cached usage of `ns`, if read within `CHARGE_TTL`.
+    fn get(&self, ns: &str) -> Option<Charge> {
+        let entries = self.entries.lock().expect("charge cache lock");
+        entries
+            .get(ns)
+            .filter(|(at, _)| at.elapsed() < CHARGE_TTL)
+            .map(|(_, c)| *c)
+    }
+
+    fn put(&self, ns: &str, charge: Charge) {
+        let mut entries = self.entries.lock().expect("charge cache lock");
+        entries.retain(|_, (at, _)| at.elapsed() < CHARGE_TTL);
+        entries.insert(ns.to_string(), (Instant::now(), charge));
+    }
+
+    /// Counts a push that was let through against the cached usage.
+    fn add(&self, ns: &str, bytes: u64, artifacts: u64) {
+        let mut entries = self.entries.lock().expect("charge cache lock");
+        if let Some((_, c)) = entries.get_mut(ns) {
+            c.bytes = c.bytes.saturating_add(bytes);
+            c.artifacts = c.artifacts.saturating_add(artifacts);
+        }
+    }
+}
+
 /// A repository's namespace: the first component of its name.
 pub(crate) fn namespace_of(repo: &RepoName) -> &str {
     let name = repo.as_str();
@@ -78,8 +125,16 @@ impl Registry {
         if self.meta.usage().charged_for(ns, digest).await? {
             return Ok(());
         }
-        let used = self.meta.usage().charge(ns).await?.bytes;
-        if used.saturating_add(size) > max {
+        let fits = |c: Charge| c.bytes.saturating_add(size) <= max;
+        let used = match self.charges.get(ns).filter(|c| fits(*c)) {
+            Some(_) => None,
+            None => {
+                let fresh = self.meta.usage().charge(ns).await?;
+                self.charges.put(ns, fresh);
+                Some(fresh.bytes).filter(|_| !fits(fresh))
+            }
+        };
+        if let Some(used) = used {
             return Err(Error::Denied(format!(
                 "namespace {ns:?} is over its storage quota: {} used + {} pushed > {} quota \
                  ({used} + {size} > {max} bytes); delete artifacts (space is freed once garbage \
@@ -89,6 +144,7 @@ impl Registry {
                 format_size(max),
             )));
         }
+        self.charges.add(ns, size, 0);
         Ok(())
     }
 
@@ -106,13 +162,22 @@ impl Registry {
         if self.meta.manifests().get(repo, digest).await?.is_some() {
             return Ok(());
         }
-        let used = self.meta.usage().charge(ns).await?.artifacts;
-        if used + 1 > max {
+        let fits = |c: Charge| c.artifacts < max;
+        let used = match self.charges.get(ns).filter(|c| fits(*c)) {
+            Some(_) => None,
+            None => {
+                let fresh = self.meta.usage().charge(ns).await?;
+                self.charges.put(ns, fresh);
+                Some(fresh.artifacts).filter(|_| !fits(fresh))
+            }
+        };
+        if let Some(used) = used {
             return Err(Error::Denied(format!(
                 "namespace {ns:?} is over its artifact quota: {used} artifacts + 1 pushed > {max} \
                  quota; delete artifacts or ask an administrator to raise the quota"
             )));
         }
+        self.charges.add(ns, 0, 1);
         Ok(())
     }
 

@@ -16,7 +16,20 @@ pub struct Restored {
 impl Registry {
     /// Brings back a deleted tag (and its manifest if that was deleted too), or a deleted
     /// manifest with the tags deleted with it whose names are still free.
+    /// A manifest it brings back counts against the namespace's artifact quota again.
     pub async fn restore(&self, repo: &RepoName, reference: &Reference) -> Result<Restored> {
+        // The manifest the restore would bring back (a deleted tag's newest deletion).
+        let manifest = match reference {
+            Reference::Digest(d) => Some(d.clone()),
+            Reference::Tag(t) => self.deleted(repo).await?.into_iter().find_map(|d| match d {
+                Deleted::Tag { tag, digest, .. } if &tag == t => Some(digest),
+                _ => None,
+            }),
+        };
+        if let Some(d) = &manifest {
+            // Free when the manifest is live (only a tag comes back).
+            self.quota_check_manifest(repo, d).await?;
+        }
         match reference {
             Reference::Tag(t) => match self.meta.manifests().restore_tag(repo, t).await {
                 Ok(digest) => Ok(Restored {

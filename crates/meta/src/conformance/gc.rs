@@ -20,9 +20,9 @@ fn upload(i: u128) -> UploadId {
 
 /// Marks and sweeps everything eligible at `now`, returning the swept digests in order.
 async fn collect(meta: &MetaStore, now: i64) -> Vec<Digest> {
-    meta.gc().mark(now, GRACE, 1000).await.unwrap();
+    meta.gc().mark(now, GRACE, None, 1000).await.unwrap();
     let mut swept = Vec::new();
-    for digest in meta.gc().marked(now, 1000).await.unwrap() {
+    for digest in meta.gc().marked(now, None, 1000).await.unwrap() {
         if meta
             .gc()
             .begin_delete(&digest, now + GRACE, GRACE)
@@ -52,15 +52,18 @@ async fn gc_suite(meta: MetaStore) {
     // Nothing is old enough yet: a fresh link defers collection by a grace period. The
     // referenced blob leaves the queue.
     let now = crate::now_ms();
-    let r = meta.gc().mark(now, GRACE, 1000).await.unwrap();
+    let (r, _) = meta.gc().mark(now, GRACE, None, 1000).await.unwrap();
     assert_eq!((r.marked, r.dropped, r.deferred), (0, 1, 1), "{r:?}");
-    assert!(meta.gc().marked(now, 10).await.unwrap().is_empty());
+    assert!(meta.gc().marked(now, None, 10).await.unwrap().is_empty());
 
     // Later, the unreferenced blob is marked.
     let t = later();
-    let r = meta.gc().mark(t, GRACE, 1000).await.unwrap();
+    let (r, _) = meta.gc().mark(t, GRACE, None, 1000).await.unwrap();
     assert_eq!((r.examined, r.marked), (1, 1), "{r:?}");
-    assert_eq!(meta.gc().marked(t, 10).await.unwrap(), vec![orphan.clone()]);
+    assert_eq!(
+        meta.gc().marked(t, None, 10).await.unwrap(),
+        vec![orphan.clone()]
+    );
     assert_eq!(
         meta.gc().plan(t, GRACE).await.unwrap(),
         GcPlan {
@@ -129,10 +132,10 @@ async fn gc_suite(meta: MetaStore) {
 
     // A deleted manifest still holds its blobs while it can be restored...
     meta.manifests().delete(&a, &d('a')).await.unwrap();
-    meta.gc().mark(later(), GRACE, 1000).await.unwrap();
+    meta.gc().mark(later(), GRACE, None, 1000).await.unwrap();
     assert!(!meta
         .gc()
-        .marked(later(), 100)
+        .marked(later(), None, 100)
         .await
         .unwrap()
         .contains(&kept));
@@ -159,7 +162,7 @@ async fn gc_suite(meta: MetaStore) {
     }
     meta.blobs().record_and_link(&a, &young, 1).await.unwrap();
     let t = later();
-    meta.gc().mark(t, GRACE, 1000).await.unwrap();
+    meta.gc().mark(t, GRACE, None, 1000).await.unwrap();
     meta.blobs().link(&b, &d('4')).await.unwrap();
     meta.gc().touch(&a, &d('5')).await.unwrap();
     assert_eq!(
@@ -198,8 +201,13 @@ async fn gc_suite(meta: MetaStore) {
     );
     // The pin holds until its upload session goes.
     let t = later();
-    meta.gc().mark(t, GRACE, 1000).await.unwrap();
-    assert!(!meta.gc().marked(t, 100).await.unwrap().contains(&d('7')));
+    meta.gc().mark(t, GRACE, None, 1000).await.unwrap();
+    assert!(!meta
+        .gc()
+        .marked(t, None, 100)
+        .await
+        .unwrap()
+        .contains(&d('7')));
     meta.uploads().delete(&upload(2)).await.unwrap();
     let t = later() + 2 * GRACE;
     let swept = collect(&meta, t).await;
@@ -225,7 +233,7 @@ async fn racing_put_and_sweep_never_both_win(nodes: &[MetaStore]) {
             .unwrap();
     }
     let t = later();
-    nodes[0].gc().mark(t, GRACE, 1000).await.unwrap();
+    nodes[0].gc().mark(t, GRACE, None, 1000).await.unwrap();
     let target = r.clone();
     let outcomes = race(nodes, 2 * n, move |i, meta| {
         let r = target.clone();
@@ -289,7 +297,7 @@ async fn racing_pin_and_sweep_never_both_win(nodes: &[MetaStore]) {
             .unwrap();
     }
     let t = later();
-    nodes[0].gc().mark(t, GRACE, 1000).await.unwrap();
+    nodes[0].gc().mark(t, GRACE, None, 1000).await.unwrap();
     let outcomes = race(nodes, 2 * n, move |i, meta| async move {
         let blob = dn(i / 2);
         if i % 2 == 0 {
@@ -313,6 +321,49 @@ async fn racing_pin_and_sweep_never_both_win(nodes: &[MetaStore]) {
             "neither the pin nor the sweep won for blob {i}"
         );
     }
+}
+
+/// A pass in small batches walks every due entry once, in digest order, each batch starting
+/// after the last digest of the one before; the marked entries page the same way.
+async fn batches_walk_the_queue_in_digest_order(meta: MetaStore) {
+    let a = repo("gc/walk");
+    let blobs: Vec<Digest> = ('1'..='7').map(d).collect();
+    for b in blobs.iter().rev() {
+        meta.blobs().record_and_link(&a, b, 1).await.unwrap();
+    }
+    let t = later();
+    let (mut seen, mut after) = (Vec::new(), None::<Digest>);
+    loop {
+        let (r, last) = meta.gc().mark(t, GRACE, after.as_ref(), 3).await.unwrap();
+        if r.examined == 0 {
+            assert_eq!(last, None);
+            break;
+        }
+        assert!(last > after, "{last:?} after {after:?}");
+        seen.push(r.marked);
+        after = last;
+    }
+    assert_eq!(seen, vec![3, 3, 1]);
+    assert_eq!(after.as_ref(), blobs.last());
+    let first = meta.gc().marked(t, None, 4).await.unwrap();
+    assert_eq!(first, blobs[..4]);
+    let rest = meta.gc().marked(t, first.last(), 4).await.unwrap();
+    assert_eq!(rest, blobs[4..]);
+}
+
+#[tokio::test]
+async fn sqlite_batches_walk_the_queue_in_digest_order() {
+    let dir = tempfile::tempdir().unwrap();
+    batches_walk_the_queue_in_digest_order(
+        MetaStore::sqlite(&dir.path().join("w.db")).await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_batches_walk_the_queue_in_digest_order() {
+    let db = pg::TestDb::create().await;
+    batches_walk_the_queue_in_digest_order(db.store().await).await;
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::{lock_live_blob, parse, retry, PostgresBackend};
+use crate::gc::{Facts, Verdict};
 use crate::{now_ms, Gc, GcPlan, MarkReport, MetaError, Result};
 
 /// Facts about queued blobs, for `digest = ANY($1)`.
@@ -31,10 +32,7 @@ const FACTS: &str = "SELECT q.digest, q.gen,
 
 struct Look {
     digest: String,
-    live: bool,
-    referenced: bool,
-    newest_link: Option<i64>,
-    pinned: bool,
+    facts: Facts,
     marked_at: Option<i64>,
     size: Option<i64>,
 }
@@ -42,31 +40,14 @@ struct Look {
 fn look(r: &PgRow) -> Look {
     Look {
         digest: r.get(0),
-        live: r.get(2),
-        referenced: r.get(3),
-        newest_link: r.get(4),
-        pinned: r.get(5),
+        facts: Facts {
+            live: r.get(2),
+            referenced: r.get(3),
+            newest_link: r.get(4),
+            pinned: r.get(5),
+        },
         marked_at: r.get(6),
         size: r.get(7),
-    }
-}
-
-/// What a look decides for one entry.
-enum Verdict {
-    Drop,
-    Defer(i64),
-    Eligible,
-}
-
-fn verdict(l: &Look, now_ms: i64, grace_ms: i64) -> Verdict {
-    if !l.live || l.referenced {
-        Verdict::Drop
-    } else if let Some(t) = l.newest_link.filter(|t| *t > now_ms - grace_ms) {
-        Verdict::Defer(t + grace_ms)
-    } else if l.pinned {
-        Verdict::Defer(now_ms + grace_ms)
-    } else {
-        Verdict::Eligible
     }
 }
 
@@ -92,16 +73,24 @@ async fn settle(conn: &mut PgConnection, digest: &str, gen: i64, v: &Verdict) ->
 }
 
 impl PostgresBackend {
-    async fn mark_once(&self, now_ms: i64, grace_ms: i64, limit: u32) -> Result<MarkReport> {
+    async fn mark_once(
+        &self,
+        now_ms: i64,
+        grace_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<(MarkReport, Option<Digest>)> {
         let mut tx = self.pool.begin().await?;
         let locked: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM gc_queue WHERE marked_at IS NULL AND due_at <= $1
-             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            "SELECT digest FROM gc_queue WHERE marked_at IS NULL AND due_at <= $1 AND digest > $3
+             ORDER BY digest LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(now_ms)
         .bind(i64::from(limit))
+        .bind(after.map(Digest::to_string).unwrap_or_default())
         .fetch_all(&mut *tx)
         .await?;
+        let last = locked.last().map(|s| parse(s)).transpose()?;
         let rows = sqlx::query(&format!("{FACTS} WHERE q.digest = ANY($1)"))
             .bind(&locked)
             .fetch_all(&mut *tx)
@@ -110,7 +99,7 @@ impl PostgresBackend {
         let (mut drop, mut mark, mut defer_d, mut defer_t) = (vec![], vec![], vec![], vec![]);
         for l in rows.iter().map(look) {
             report.examined += 1;
-            match verdict(&l, now_ms, grace_ms) {
+            match l.facts.verdict(now_ms, grace_ms) {
                 Verdict::Drop => drop.push(l.digest),
                 Verdict::Defer(t) => {
                     defer_d.push(l.digest);
@@ -140,7 +129,7 @@ impl PostgresBackend {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(report)
+        Ok((report, last))
     }
 
     /// One attempt at `begin_delete`. `Ok(Err(verdict))`: spared, settle the queue entry.
@@ -181,16 +170,13 @@ impl PostgresBackend {
         .bind(digest.to_string())
         .fetch_one(&mut *tx)
         .await?;
-        let l = Look {
-            digest: digest.to_string(),
+        let v = Facts {
             live: true,
             referenced,
             newest_link: links.iter().copied().max(),
             pinned,
-            marked_at: None,
-            size: Some(size),
-        };
-        let v = verdict(&l, now_ms, grace_ms);
+        }
+        .verdict(now_ms, grace_ms);
         if !matches!(v, Verdict::Eligible) {
             // Dropping the transaction rolls back the link deletion.
             return Ok(Err(Some((gen, v))));
@@ -211,17 +197,33 @@ impl PostgresBackend {
 
 #[async_trait]
 impl Gc for PostgresBackend {
-    async fn mark(&self, now_ms: i64, grace_ms: i64, limit: u32) -> Result<MarkReport> {
-        retry("mark blobs", || self.mark_once(now_ms, grace_ms, limit)).await
+    async fn mark(
+        &self,
+        now_ms: i64,
+        grace_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<(MarkReport, Option<Digest>)> {
+        retry("mark blobs", || {
+            self.mark_once(now_ms, grace_ms, after, limit)
+        })
+        .await
     }
 
-    async fn marked(&self, marked_before_ms: i64, limit: u32) -> Result<Vec<Digest>> {
+    async fn marked(
+        &self,
+        marked_before_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<Digest>> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM gc_queue WHERE marked_at IS NOT NULL AND marked_at <= $1
-             ORDER BY marked_at LIMIT $2",
+            "SELECT digest FROM gc_queue
+             WHERE marked_at IS NOT NULL AND marked_at <= $1 AND digest > $3
+             ORDER BY digest LIMIT $2",
         )
         .bind(marked_before_ms)
         .bind(i64::from(limit))
+        .bind(after.map(Digest::to_string).unwrap_or_default())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|s| parse(s)).collect()
@@ -323,10 +325,10 @@ impl Gc for PostgresBackend {
         let mut plan = GcPlan::default();
         for l in rows.iter().map(look) {
             let size = l.size.unwrap_or(0) as u64;
-            if !l.live || l.referenced || l.pinned {
+            if !l.facts.live || l.facts.referenced || l.facts.pinned {
                 continue;
             }
-            let idle = matches!(verdict(&l, now_ms, grace_ms), Verdict::Eligible);
+            let idle = l.facts.verdict(now_ms, grace_ms) == Verdict::Eligible;
             if idle && l.marked_at.is_some_and(|m| m <= now_ms - grace_ms) {
                 plan.sweepable += 1;
                 plan.sweepable_bytes += size;

@@ -7,17 +7,14 @@ use bonded_types::{Digest, RepoName, UploadId};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{deleting, parse, SqliteBackend};
+use crate::gc::{Facts, Verdict};
 use crate::{now_ms, Gc, GcPlan, MarkReport, MetaError, Result};
 
 /// What is known about one queued blob when it is looked at.
 struct Look {
     digest: String,
     gen: i64,
-    /// The blob row exists and is not being deleted.
-    live: bool,
-    referenced: bool,
-    newest_link: Option<i64>,
-    pinned: bool,
+    facts: Facts,
 }
 
 /// Selects the facts `Look` needs for queue entries, given a WHERE clause on `q`.
@@ -32,120 +29,132 @@ fn look(r: &sqlx::sqlite::SqliteRow) -> Look {
     Look {
         digest: r.get(0),
         gen: r.get(1),
-        live: r.get(2),
-        referenced: r.get(3),
-        newest_link: r.get(4),
-        pinned: r.get(5),
+        facts: Facts {
+            live: r.get(2),
+            referenced: r.get(3),
+            newest_link: r.get(4),
+            pinned: r.get(5),
+        },
     }
 }
 
-async fn drop_entry(tx: &mut Transaction<'_, Sqlite>, digest: &str, gen: i64) -> Result<()> {
-    sqlx::query("DELETE FROM gc_queue WHERE digest = ? AND gen = ?")
-        .bind(digest)
-        .bind(gen)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Queue entries sorted by verdict, each as a JSON array for `json_each` so a whole batch is
+/// settled in one statement per kind: `[digest, gen]` to drop or mark, `[digest, gen, until]` to
+/// defer. The generation guards every write: an event that queued the blob again since it was
+/// looked at wins, and the entry waits for the next look.
+#[derive(Default)]
+struct Settle {
+    drop: Vec<serde_json::Value>,
+    defer: Vec<serde_json::Value>,
+    eligible: Vec<serde_json::Value>,
 }
 
-async fn defer(tx: &mut Transaction<'_, Sqlite>, digest: &str, until: i64) -> Result<()> {
-    sqlx::query("UPDATE gc_queue SET marked_at = NULL, due_at = ? WHERE digest = ?")
-        .bind(until)
-        .bind(digest)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+impl Settle {
+    fn sort(rows: &[sqlx::sqlite::SqliteRow], now_ms: i64, grace_ms: i64) -> Settle {
+        let mut s = Settle::default();
+        for l in rows.iter().map(look) {
+            match l.facts.verdict(now_ms, grace_ms) {
+                Verdict::Drop => s.drop.push(serde_json::json!([l.digest, l.gen])),
+                Verdict::Defer(t) => s.defer.push(serde_json::json!([l.digest, l.gen, t])),
+                Verdict::Eligible => s.eligible.push(serde_json::json!([l.digest, l.gen])),
+            }
+        }
+        s
+    }
 
-/// `begin_delete`'s decision for one blob inside the caller's write transaction.
-async fn decide_delete(
-    tx: &mut Transaction<'_, Sqlite>,
-    digest: &Digest,
-    now_ms: i64,
-    grace_ms: i64,
-) -> Result<Option<u64>> {
-    let row = sqlx::query(&format!(
-        "{LOOK} WHERE q.digest = ? AND q.marked_at IS NOT NULL"
-    ))
-    .bind(digest.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(l) = row.as_ref().map(look) else {
-        // Unmarked by a use since it was listed, or handled by another sweep.
-        return Ok(None);
-    };
-    if !l.live || l.referenced {
-        drop_entry(tx, &l.digest, l.gen).await?;
-        return Ok(None);
+    /// Drops and defers the entries that are not eligible.
+    async fn apply(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        if !self.drop.is_empty() {
+            sqlx::query(
+                "DELETE FROM gc_queue WHERE (digest, gen) IN (
+                   SELECT j.value ->> 0, j.value ->> 1 FROM json_each(?) j)",
+            )
+            .bind(serde_json::Value::from(self.drop.clone()).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.defer.is_empty() {
+            sqlx::query(
+                "UPDATE gc_queue SET marked_at = NULL, due_at = j.value ->> 2
+                 FROM json_each(?) j
+                 WHERE gc_queue.digest = j.value ->> 0 AND gc_queue.gen = j.value ->> 1",
+            )
+            .bind(serde_json::Value::from(self.defer.clone()).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
-    if let Some(t) = l.newest_link.filter(|t| *t > now_ms - grace_ms) {
-        defer(tx, &l.digest, t + grace_ms).await?;
-        return Ok(None);
+
+    fn eligible_json(&self) -> String {
+        serde_json::Value::from(self.eligible.clone()).to_string()
     }
-    if l.pinned {
-        defer(tx, &l.digest, now_ms + grace_ms).await?;
-        return Ok(None);
-    }
-    let size: i64 = sqlx::query_scalar(
-        "UPDATE blobs SET deleting_at = ? WHERE digest = ? AND deleting_at IS NULL
-         RETURNING size",
-    )
-    .bind(now_ms)
-    .bind(&l.digest)
-    .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM repo_blobs WHERE digest = ?")
-        .bind(&l.digest)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM gc_queue WHERE digest = ?")
-        .bind(&l.digest)
-        .execute(&mut **tx)
-        .await?;
-    Ok(Some(size as u64))
 }
 
 #[async_trait]
 impl Gc for SqliteBackend {
-    async fn mark(&self, now_ms: i64, grace_ms: i64, limit: u32) -> Result<MarkReport> {
-        let mut tx = self.begin().await?;
+    async fn mark(
+        &self,
+        now_ms: i64,
+        grace_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<(MarkReport, Option<Digest>)> {
+        // The facts are read on a reader connection, so the writer is held only for the writes.
+        // That is safe because marking is advisory (`begin_delete` re-checks everything in the
+        // writer) and every write below is guarded by the entry's generation. The queue is
+        // clustered on digest (WITHOUT ROWID, migration 0011) and walked along it, so a batch's
+        // entries, blobs, links and references sit on neighbouring pages.
         let rows = sqlx::query(&format!(
-            "{LOOK} WHERE q.marked_at IS NULL AND q.due_at <= ? ORDER BY q.due_at LIMIT ?"
+            "{LOOK} NOT INDEXED WHERE q.digest > ? AND q.marked_at IS NULL AND q.due_at <= ?
+             ORDER BY q.digest LIMIT ?"
         ))
+        .bind(after.map(Digest::to_string).unwrap_or_default())
         .bind(now_ms)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.reader)
         .await?;
-        let mut report = MarkReport::default();
-        for l in rows.iter().map(look) {
-            report.examined += 1;
-            if !l.live || l.referenced {
-                drop_entry(&mut tx, &l.digest, l.gen).await?;
-                report.dropped += 1;
-            } else if let Some(t) = l.newest_link.filter(|t| *t > now_ms - grace_ms) {
-                defer(&mut tx, &l.digest, t + grace_ms).await?;
-                report.deferred += 1;
-            } else if l.pinned {
-                defer(&mut tx, &l.digest, now_ms + grace_ms).await?;
-                report.deferred += 1;
-            } else {
-                sqlx::query("UPDATE gc_queue SET marked_at = ? WHERE digest = ?")
-                    .bind(now_ms)
-                    .bind(&l.digest)
-                    .execute(&mut *tx)
-                    .await?;
-                report.marked += 1;
-            }
+        let last = rows.last().map(|r| parse(&look(r).digest)).transpose()?;
+        let settle = Settle::sort(&rows, now_ms, grace_ms);
+        let report = MarkReport {
+            examined: rows.len() as u64,
+            marked: settle.eligible.len() as u64,
+            dropped: settle.drop.len() as u64,
+            deferred: settle.defer.len() as u64,
+        };
+        if rows.is_empty() {
+            return Ok((report, last));
+        }
+        let mut tx = self.begin().await?;
+        settle.apply(&mut tx).await?;
+        if !settle.eligible.is_empty() {
+            sqlx::query(
+                "UPDATE gc_queue SET marked_at = ?
+                 FROM json_each(?) j
+                 WHERE gc_queue.digest = j.value ->> 0 AND gc_queue.gen = j.value ->> 1
+                   AND gc_queue.marked_at IS NULL",
+            )
+            .bind(now_ms)
+            .bind(settle.eligible_json())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        Ok(report)
+        Ok((report, last))
     }
 
-    async fn marked(&self, marked_before_ms: i64, limit: u32) -> Result<Vec<Digest>> {
+    async fn marked(
+        &self,
+        marked_before_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<Digest>> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM gc_queue WHERE marked_at IS NOT NULL AND marked_at <= ?
-             ORDER BY marked_at LIMIT ?",
+            "SELECT digest FROM gc_queue NOT INDEXED
+             WHERE digest > ? AND marked_at IS NOT NULL AND marked_at <= ?
+             ORDER BY digest LIMIT ?",
         )
+        .bind(after.map(Digest::to_string).unwrap_or_default())
         .bind(marked_before_ms)
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
@@ -159,10 +168,10 @@ impl Gc for SqliteBackend {
         now_ms: i64,
         grace_ms: i64,
     ) -> Result<Option<u64>> {
-        let mut tx = self.begin().await?;
-        let decided = decide_delete(&mut tx, digest, now_ms, grace_ms).await?;
-        tx.commit().await?;
-        Ok(decided)
+        let flagged = self
+            .begin_delete_many(std::slice::from_ref(digest), now_ms, grace_ms)
+            .await?;
+        Ok(flagged.first().map(|(_, size)| *size))
     }
 
     async fn begin_delete_many(
@@ -171,12 +180,48 @@ impl Gc for SqliteBackend {
         now_ms: i64,
         grace_ms: i64,
     ) -> Result<Vec<(Digest, u64)>> {
-        // One transaction, one fsync: every decision inside is the same serializable re-check.
+        if digests.is_empty() {
+            return Ok(vec![]);
+        }
+        let wanted: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        // One write transaction: the facts are read and acted on with no other write in between
+        // (the single writer serializes them), so each decision is the serializable re-check
+        // docs/gc.md relies on. Entries unmarked by a use since they were listed are left alone.
         let mut tx = self.begin().await?;
+        let rows = sqlx::query(&format!(
+            "{LOOK} WHERE q.digest IN (SELECT value FROM json_each(?)) AND q.marked_at IS NOT NULL"
+        ))
+        .bind(serde_json::Value::from(wanted).to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let settle = Settle::sort(&rows, now_ms, grace_ms);
+        settle.apply(&mut tx).await?;
         let mut out = Vec::new();
-        for d in digests {
-            if let Some(size) = decide_delete(&mut tx, d, now_ms, grace_ms).await? {
-                out.push((d.clone(), size));
+        if !settle.eligible.is_empty() {
+            let eligible = settle.eligible_json();
+            let flagged: Vec<(String, i64)> = sqlx::query_as(
+                "UPDATE blobs SET deleting_at = ?
+                 WHERE digest IN (SELECT value ->> 0 FROM json_each(?)) AND deleting_at IS NULL
+                 RETURNING digest, size",
+            )
+            .bind(now_ms)
+            .bind(&eligible)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM repo_blobs WHERE digest IN (SELECT value ->> 0 FROM json_each(?))",
+            )
+            .bind(&eligible)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM gc_queue WHERE digest IN (SELECT value ->> 0 FROM json_each(?))",
+            )
+            .bind(&eligible)
+            .execute(&mut *tx)
+            .await?;
+            for (digest, size) in flagged {
+                out.push((parse(&digest)?, size as u64));
             }
         }
         tx.commit().await?;
@@ -184,14 +229,17 @@ impl Gc for SqliteBackend {
     }
 
     async fn finish_delete_many(&self, digests: &[Digest]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for d in digests {
-            sqlx::query("DELETE FROM blobs WHERE digest = ? AND deleting_at IS NOT NULL")
-                .bind(d.to_string())
-                .execute(&mut *tx)
-                .await?;
+        if digests.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        let gone: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        sqlx::query(
+            "DELETE FROM blobs WHERE digest IN (SELECT value FROM json_each(?))
+             AND deleting_at IS NOT NULL",
+        )
+        .bind(serde_json::Value::from(gone).to_string())
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -246,11 +294,13 @@ impl Gc for SqliteBackend {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
-            sqlx::query("UPDATE gc_queue SET marked_at = NULL, due_at = ? WHERE digest = ?")
-                .bind(now)
-                .bind(digest.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE gc_queue SET marked_at = NULL, due_at = ?, gen = gen + 1 WHERE digest = ?",
+            )
+            .bind(now)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -269,10 +319,10 @@ impl Gc for SqliteBackend {
             let l = look(r);
             let marked_at: Option<i64> = r.get(6);
             let size = r.get::<i64, _>(7) as u64;
-            if !l.live || l.referenced || l.pinned {
+            if !l.facts.live || l.facts.referenced || l.facts.pinned {
                 continue;
             }
-            let idle = l.newest_link.is_none_or(|t| t <= now_ms - grace_ms);
+            let idle = l.facts.verdict(now_ms, grace_ms) == Verdict::Eligible;
             if idle && marked_at.is_some_and(|m| m <= now_ms - grace_ms) {
                 plan.sweepable += 1;
                 plan.sweepable_bytes += size;
