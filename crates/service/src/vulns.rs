@@ -354,7 +354,7 @@ impl Registry {
                 .await
                 .map_err(internal)?
         };
-        let result = ScanResult {
+        let mut result = ScanResult {
             repository: repo.to_string(),
             digest: digest.to_string(),
             generation,
@@ -378,7 +378,7 @@ impl Registry {
                 report: None,
             })
             .await?;
-        let mut result = result;
+        // Stored as found; shown with the waivers active now.
         self.apply_waivers(repo, digest, &mut result.findings)
             .await?;
         Ok(result)
