@@ -1,6 +1,6 @@
 //! The composition root: the one place stores, services and background work are built and wired
 //! (upload sweeper, collector, pull flusher, storage accounting with quota gauges, retention,
-//! scrub, coverage refresh).
+//! scrub, coverage refresh, vulnerability scans and their pass rate).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +148,7 @@ impl App {
         self.spawn_retention()?;
         self.spawn_coverage_refresh();
         self.spawn_scanner();
+        self.spawn_pass_rate();
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
@@ -228,6 +229,28 @@ impl App {
                         duration_ms = started.elapsed().as_millis() as u64,
                         "scanned artifacts for vulnerabilities"
                     );
+                }
+            }
+        });
+    }
+
+    /// Recomputes the vulnerability scan pass rate (M8) every `scan.pass_rate_interval_secs`:
+    /// one counting query, plus the findings of the scans that may fail (to apply waivers).
+    fn spawn_pass_rate(&self) {
+        let registry = self.registry.clone();
+        let metrics = self.metrics.clone();
+        let requirement = bonded_service::promotion::VulnGate {
+            max_severity: self.config.scan.pass_max_severity.clone(),
+            max_db_age_days: self.config.scan.max_db_age_days,
+        };
+        let every = Duration::from_secs(self.config.scan.pass_rate_interval_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match registry.vuln_pass_rate(&requirement).await {
+                    Ok(r) => metrics.vuln_pass.set(r.scanned, r.passing, r.ratio()),
+                    Err(e) => warn!(error = %e, "computing the scan pass rate failed; will retry"),
                 }
             }
         });

@@ -49,6 +49,14 @@ pub struct Scan {
     pub enabled: bool,
     /// Pause between passes of the job.
     pub interval_secs: u64,
+    /// The scan pass rate (M8) counts an artifact as failing when it has an unwaived finding at
+    /// or above this severity: `critical`, `high`, `medium` or `low`.
+    pub pass_max_severity: String,
+    /// A database imported longer ago than this many days makes every artifact fail the pass
+    /// rate (a stale database does not count as passing).
+    pub max_db_age_days: u64,
+    /// How often the server recomputes the pass-rate gauges.
+    pub pass_rate_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -328,6 +336,9 @@ impl Default for Config {
             scan: Scan {
                 enabled: true,
                 interval_secs: 300,
+                pass_max_severity: "high".into(),
+                max_db_age_days: 5,
+                pass_rate_interval_secs: 60,
             },
         }
     }
@@ -420,6 +431,15 @@ impl Config {
         }
         if self.audit.checkpoint_every == 0 {
             bail!("audit.checkpoint_every must be positive");
+        }
+        if !["critical", "high", "medium", "low"].contains(&self.scan.pass_max_severity.as_str()) {
+            bail!(
+                "scan.pass_max_severity {:?} is not one of critical, high, medium, low",
+                self.scan.pass_max_severity
+            );
+        }
+        if self.scan.pass_rate_interval_secs == 0 {
+            bail!("scan.pass_rate_interval_secs must be positive");
         }
         if self.scan.enabled && self.scan.interval_secs == 0 {
             bail!("scan.interval_secs must be positive (or set scan.enabled = false)");

@@ -102,20 +102,38 @@ pub fn print_scan(r: &ScanResult, json: bool) -> anyhow::Result<()> {
     }
     println!("{} findings: {}", r.findings.len(), counts.join(", "));
     println!(
-        "{:<22} {:<28} {:<24} {:<12} {:<12} {:<9} SUMMARY",
-        "ID", "ALIASES", "PACKAGE", "INSTALLED", "FIXED", "SEVERITY"
+        "{:<22} {:<28} {:<24} {:<12} {:<12} {:<9} {:<10} SUMMARY",
+        "ID", "ALIASES", "PACKAGE", "INSTALLED", "FIXED", "SEVERITY", "WAIVED"
     );
     for f in &r.findings {
         println!(
-            "{:<22} {:<28} {:<24} {:<12} {:<12} {:<9} {}",
+            "{:<22} {:<28} {:<24} {:<12} {:<12} {:<9} {:<10} {}",
             f.advisory_id,
             f.aliases.join(","),
             f.package,
             f.installed,
             f.fixed.as_deref().unwrap_or("-"),
             f.severity,
+            f.waiver
+                .as_ref()
+                .map_or("-".to_string(), |w| format!("waiver {}", w.id)),
             f.summary.as_deref().unwrap_or("")
         );
+    }
+    let waived: Vec<String> = r
+        .findings
+        .iter()
+        .filter_map(|f| {
+            f.waiver.as_ref().map(|w| {
+                format!(
+                    "{} waived by waiver {} ({}, until {}): {}",
+                    f.advisory_id, w.id, w.author, w.expires_at, w.reason
+                )
+            })
+        })
+        .collect();
+    for w in waived {
+        println!("{w}");
     }
     Ok(())
 }

@@ -260,7 +260,7 @@ impl ApiError {
     }
 
     /// The shared management API's errors (authentication) in this module's envelope.
-    fn from_access(e: crate::api::ApiError) -> ApiError {
+    pub(crate) fn from_access(e: crate::api::ApiError) -> ApiError {
         ApiError::new(e.status, e.code, e.message)
     }
 
@@ -290,6 +290,7 @@ impl From<Error> for ApiError {
                     Missing::Manifest => "manifest not found",
                     Missing::Upload => "upload not found",
                     Missing::TrustedKey => "no such key in this namespace's trust store",
+                    Missing::Waiver => "no such waiver",
                 };
                 ApiError::new(S::NOT_FOUND, "NOT_FOUND", what)
             }
@@ -297,6 +298,9 @@ impl From<Error> for ApiError {
             Error::Invalid(Invalid::Key(m)) => ApiError::new(S::BAD_REQUEST, "INVALID_KEY", m),
             Error::Invalid(Invalid::Import(m)) => {
                 ApiError::new(S::BAD_REQUEST, "INVALID_IMPORT", m)
+            }
+            Error::Invalid(Invalid::Waiver(m)) => {
+                ApiError::new(S::BAD_REQUEST, "INVALID_WAIVER", m)
             }
             Error::Invalid(Invalid::Digest(m)) => {
                 ApiError::new(S::BAD_REQUEST, "INVALID_DIGEST", m)

@@ -146,6 +146,9 @@ impl From<Error> for OciError {
             Error::NotFound(Missing::TrustedKey) => {
                 OciError::new(S::NOT_FOUND, Code::NameUnknown, "trusted key not found")
             }
+            Error::NotFound(Missing::Waiver) => {
+                OciError::new(S::NOT_FOUND, Code::NameUnknown, "waiver not found")
+            }
             Error::Invalid(Invalid::Digest(m)) => {
                 OciError::new(S::BAD_REQUEST, Code::DigestInvalid, m)
             }
@@ -175,7 +178,9 @@ impl From<Error> for OciError {
             Error::Invalid(Invalid::Upload(m)) => {
                 OciError::new(S::BAD_REQUEST, Code::BlobUploadInvalid, m)
             }
-            Error::Invalid(Invalid::Key(m)) | Error::Invalid(Invalid::Import(m)) => {
+            Error::Invalid(Invalid::Key(m))
+            | Error::Invalid(Invalid::Import(m))
+            | Error::Invalid(Invalid::Waiver(m)) => {
                 OciError::new(S::BAD_REQUEST, Code::Unsupported, m)
             }
             Error::Denied(m) | Error::PolicyViolation(m) => {

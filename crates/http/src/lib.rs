@@ -13,6 +13,7 @@ pub mod api;
 pub mod api_promotion;
 pub mod api_scan;
 pub mod api_supply;
+pub mod api_waivers;
 mod auth;
 mod blobs;
 pub mod error;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_supply::router())
         .merge(api_promotion::router())
         .merge(api_scan::router())
+        .merge(api_waivers::router())
         .route("/auth/token", get(token))
         .nest("/api/v1", api::router())
         .with_state(state)

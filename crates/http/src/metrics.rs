@@ -11,6 +11,8 @@
 //! to promote (`bonded_time_to_promote_seconds`), promotion moves and canary verdicts.
 //! Quotas: `bonded_quota_*` limit and usage per namespace with a quota (refreshed with storage
 //! accounting). Scrub: blobs and bytes checked, corrupt/missing found, quarantined now, last run.
+//! M8 vulnerability scan pass rate: `bonded_vuln_artifacts_passing / bonded_vuln_artifacts_scanned`
+//! (and `bonded_vuln_scan_pass_ratio`), refreshed by the server from the metadata store.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -71,6 +73,7 @@ pub struct Metrics {
     pub promotion: PromotionMetrics,
     pub quota: QuotaMetrics,
     pub scrub: ScrubMetrics,
+    pub vuln_pass: VulnPassMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -228,6 +231,43 @@ impl ScrubMetrics {
             "scrub_last_run_timestamp_seconds",
             "When the server's last scrub finished (Unix seconds)",
             self.last_run_timestamp_seconds.clone(),
+        );
+    }
+}
+
+/// The vulnerability scan pass rate (M8) over the latest scans of live artifacts, judged with
+/// `[scan] pass_max_severity` and `max_db_age_days` (waived findings do not count; with a stale
+/// database nothing passes). Refreshed periodically by the server.
+#[derive(Default)]
+pub struct VulnPassMetrics {
+    pub scanned: Gauge,
+    pub passing: Gauge,
+    pub ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl VulnPassMetrics {
+    /// Records one computation.
+    pub fn set(&self, scanned: u64, passing: u64, ratio: f64) {
+        self.scanned.set(scanned as i64);
+        self.passing.set(passing as i64);
+        self.ratio.set(ratio);
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vuln_artifacts_scanned",
+            "Live artifacts with a stored vulnerability scan",
+            self.scanned.clone(),
+        );
+        registry.register(
+            "vuln_artifacts_passing",
+            "Scanned live artifacts passing the vulnerability policy: scanned at the current database generation, database fresh, no unwaived finding at or above scan.pass_max_severity (M8)",
+            self.passing.clone(),
+        );
+        registry.register(
+            "vuln_scan_pass_ratio",
+            "vuln_artifacts_passing / vuln_artifacts_scanned, 1 when nothing is scanned (M8 vulnerability scan pass rate)",
+            self.ratio.clone(),
         );
     }
 }
@@ -397,6 +437,8 @@ impl Default for Metrics {
         quota.register(&mut registry);
         let scrub = ScrubMetrics::default();
         scrub.register(&mut registry);
+        let vuln_pass = VulnPassMetrics::default();
+        vuln_pass.register(&mut registry);
         let supply_artifacts = Family::<NamespaceLabels, Gauge>::default();
         let supply_signed = Family::<NamespaceLabels, Gauge>::default();
         let supply_provenance = Family::<NamespaceLabels, Gauge>::default();
@@ -427,6 +469,7 @@ impl Default for Metrics {
             promotion,
             quota,
             scrub,
+            vuln_pass,
             registry,
             supply_artifacts,
             supply_signed,

@@ -19,6 +19,7 @@ mod promotion;
 mod trust;
 mod undelete;
 mod vulns;
+mod waivers;
 
 pub(crate) fn d(c: char) -> Digest {
     format!("sha256:{}", c.to_string().repeat(64))

@@ -7,7 +7,7 @@
 //! [`Uploads`], [`Manifests`], [`Tags`], [`Gc`], [`Usage`] (with quota charges), [`Integrity`]
 //! (scrub's walk and quarantine); for the supply chain [`Trust`] and
 //! [`Attestations`]; for access control and audit [`Accounts`], [`Grants`], [`SigningKeys`],
-//! [`Audit`]; for promotion [`Promotions`]; for vulnerabilities [`Vulns`]). Called by the service layer; it never calls it back, and
+//! [`Audit`]; for promotion [`Promotions`]; for vulnerabilities [`Vulns`] and [`Waivers`]). Called by the service layer; it never calls it back, and
 //! knows no HTTP or policy: rules such as tag immutability arrive as parameters.
 //!
 //! Backends: SQLite (`sqlite.rs`, one node) and PostgreSQL (`postgres.rs`, several nodes sharing
@@ -25,6 +25,7 @@ mod sqlite;
 mod trust;
 mod usage;
 pub mod vulns;
+pub mod waivers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use promotion::{
 };
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
 pub use vulns::{AdvisoryRow, ScanRow, VulnDbState, VulnSource, Vulns};
+pub use waivers::{NewWaiverRow, PassRateInputs, WaiverRow, Waivers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -409,6 +411,7 @@ trait Backend:
     + Audit
     + Promotions
     + Vulns
+    + Waivers
 {
 }
 impl<T> Backend for T where
@@ -428,6 +431,7 @@ impl<T> Backend for T where
         + Audit
         + Promotions
         + Vulns
+        + Waivers
 {
 }
 
@@ -501,6 +505,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn vulns(&self) -> &dyn Vulns {
+        &*self.backend
+    }
+    pub fn waivers(&self) -> &dyn Waivers {
         &*self.backend
     }
 }

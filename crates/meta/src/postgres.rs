@@ -37,6 +37,13 @@ mod vulns {
     crate::vulns::vulns_sql!(PostgresBackend, sqlx::postgres::PgRow, pool, pool);
 }
 
+/// The waiver aggregate's SQL, shared with the other backend (`crate::waivers`).
+mod waivers {
+    use super::PostgresBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::waivers::waivers_sql!(PostgresBackend, sqlx::postgres::PgRow, pool, pool);
+}
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;

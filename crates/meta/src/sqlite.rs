@@ -27,6 +27,13 @@ mod vulns {
     crate::vulns::vulns_sql!(SqliteBackend, sqlx::sqlite::SqliteRow, writer, reader);
 }
 
+/// The waiver aggregate's SQL, shared with the other backend (`crate::waivers`).
+mod waivers {
+    use super::SqliteBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::waivers::waivers_sql!(SqliteBackend, sqlx::sqlite::SqliteRow, writer, reader);
+}
+
 use async_trait::async_trait;
 use bonded_types::{Digest, RepoName, Tag, UploadId};
 use sqlx::sqlite::{

@@ -13,6 +13,8 @@ pub enum Missing {
     TrustedKey,
     /// A blob whose stored bytes failed scrub's integrity check: quarantined until pushed again.
     QuarantinedBlob,
+    /// A vulnerability waiver.
+    Waiver,
 }
 
 /// Why a request is invalid, for `Error::Invalid`.
@@ -38,6 +40,8 @@ pub enum Invalid {
     Key(String),
     /// A vulnerability database export that cannot be read as given.
     Import(String),
+    /// A vulnerability waiver that cannot be accepted as given.
+    Waiver(String),
 }
 
 /// The service's decisions. The HTTP edge maps each variant to a protocol error.

@@ -3,7 +3,8 @@
 //! Owns: how an upload becomes a verified blob, what makes a manifest acceptable, tag immutability,
 //! listing and referrers, when an unused blob may be deleted (garbage collection, undelete,
 //! retention), namespace quotas (`quota`), integrity scrubbing and quarantine (`scrub`),
-//! supply-chain trust and policy ([`supply`]) and vulnerability scanning ([`vulns`]). Called by
+//! supply-chain trust and policy ([`supply`]), vulnerability scanning ([`vulns`]), waivers
+//! ([`waivers`]), the vulnerability requirement ([`vuln_policy`]) and VEX export ([`vex`]). Called by
 //! the HTTP edge (and tests) with parsed types from `bonded-types`; calls the [`BlobStore`] and
 //! [`MetaStore`] ports. Never
 //! imports axum or any HTTP type: errors are decisions ([`Error`]) that the edge maps to a
@@ -29,7 +30,10 @@ mod scrub;
 pub mod supply;
 mod trash;
 mod uploads;
+pub mod vex;
+pub mod vuln_policy;
 pub mod vulns;
+pub mod waivers;
 
 use std::sync::Arc;
 

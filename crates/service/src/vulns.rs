@@ -60,6 +60,9 @@ pub struct VulnFinding {
     /// CVSS score, when the severity came from one.
     pub score: Option<f64>,
     pub summary: Option<String>,
+    /// The active waiver that waives it, when read (never stored: see `waivers.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiver: Option<crate::waivers::WaiverRef>,
 }
 
 /// The latest scan of an artifact.
@@ -164,6 +167,7 @@ pub fn match_purls(index: &Index, purls: &[String]) -> Vec<VulnFinding> {
                     .map_or("unknown".to_string(), |s| s.level.as_str().to_lowercase()),
                 score: f.severity.and_then(|s| s.score()),
                 summary: f.summary,
+                waiver: None,
             };
             if !out.iter().any(|o| {
                 o.advisory_id == v.advisory_id
@@ -350,7 +354,7 @@ impl Registry {
                 .await
                 .map_err(internal)?
         };
-        let result = ScanResult {
+        let mut result = ScanResult {
             repository: repo.to_string(),
             digest: digest.to_string(),
             generation,
@@ -374,6 +378,9 @@ impl Registry {
                 report: None,
             })
             .await?;
+        // Stored as found; shown with the waivers active now.
+        self.apply_waivers(repo, digest, &mut result.findings)
+            .await?;
         Ok(result)
     }
 
@@ -387,6 +394,9 @@ impl Registry {
         let Some(row) = self.meta.vulns().scan(repo, &digest).await? else {
             return Ok(None);
         };
+        let mut findings: Vec<VulnFinding> =
+            serde_json::from_str(&row.findings).map_err(internal)?;
+        self.apply_waivers(repo, &digest, &mut findings).await?;
         Ok(Some(ScanResult {
             repository: repo.to_string(),
             digest: digest.to_string(),
@@ -394,7 +404,7 @@ impl Registry {
             scanned_at_ms: row.scanned_at_ms,
             sboms: row.sboms,
             components: row.components,
-            findings: serde_json::from_str(&row.findings).map_err(internal)?,
+            findings,
             counts: serde_json::from_str(&row.counts).map_err(internal)?,
         }))
     }
@@ -414,84 +424,6 @@ impl Registry {
             self.scan_digest(repo, digest).await?;
         }
         Ok(due.len())
-    }
-
-    /// The `vulnerabilities` promotion gate: passes only if the artifact's latest scan ran
-    /// against the current database generation, the database was updated within
-    /// `max_db_age_days`, and no finding is at or above `max_severity`. Returns (passed, why).
-    pub(crate) async fn vuln_gate(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        gate: &crate::promotion::VulnGate,
-    ) -> Result<(bool, String)> {
-        let state = self.meta.vulns().db_state().await?;
-        if state.updated_at_ms == 0 {
-            return Ok((false, "no vulnerability database has been imported".into()));
-        }
-        let age_days = (now_ms() - state.updated_at_ms).max(0) / 86_400_000;
-        if age_days as u64 > gate.max_db_age_days {
-            return Ok((
-                false,
-                format!(
-                    "the vulnerability database was last updated {age_days} days ago \
-                     (at most {} allowed): import a fresh export",
-                    gate.max_db_age_days
-                ),
-            ));
-        }
-        let Some(row) = self.meta.vulns().scan(repo, digest).await? else {
-            return Ok((false, format!("{digest} has not been scanned")));
-        };
-        if row.generation != state.generation {
-            return Ok((
-                false,
-                format!(
-                    "the latest scan ran against database generation {}, the current one is {}: \
-                     rescan it",
-                    row.generation, state.generation
-                ),
-            ));
-        }
-        let findings: Vec<VulnFinding> = serde_json::from_str(&row.findings).map_err(internal)?;
-        let limit = severity_rank(&gate.max_severity);
-        let bad: Vec<String> = findings
-            .iter()
-            .filter(|f| severity_rank(&f.severity) >= limit)
-            .map(|f| {
-                format!(
-                    "{} ({} {}, {}{})",
-                    f.advisory_id,
-                    f.package,
-                    f.installed,
-                    f.severity,
-                    f.fixed
-                        .as_ref()
-                        .map_or(String::new(), |x| format!(", fixed in {x}"))
-                )
-            })
-            .collect();
-        if bad.is_empty() {
-            Ok((
-                true,
-                format!(
-                    "{} findings, none at or above {} (database generation {})",
-                    findings.len(),
-                    gate.max_severity,
-                    state.generation
-                ),
-            ))
-        } else {
-            Ok((
-                false,
-                format!(
-                    "{} findings at or above {}: {}",
-                    bad.len(),
-                    gate.max_severity,
-                    bad.join(", ")
-                ),
-            ))
-        }
     }
 
     /// Stored scans with a finding of `advisory` (an id or an alias of one); with

@@ -11,6 +11,7 @@ mod push;
 mod reference;
 mod scan;
 mod supply;
+mod waiver;
 
 use std::process::ExitCode;
 
@@ -122,6 +123,12 @@ pub enum ClientCommand {
     /// Vulnerability queries.
     #[command(subcommand)]
     Vulns(scan::VulnsCommand),
+    /// Vulnerability waivers: accept a finding deliberately, with a reason and an expiry.
+    #[command(subcommand)]
+    Waiver(waiver::WaiverCommand),
+    /// An artifact's CycloneDX VEX document (its findings, with waivers as analyses):
+    /// bonded vex localhost:5000/shop/app:v1 -o app.vex.json
+    Vex(waiver::VexArgs),
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
@@ -146,6 +153,8 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Deployments(a) => promote::deployments(a).await,
         ClientCommand::Scan(a) => scan::scan(a).await,
         ClientCommand::Vulns(c) => scan::vulns(c).await,
+        ClientCommand::Waiver(c) => waiver::waiver(c).await,
+        ClientCommand::Vex(a) => waiver::vex(a).await,
         ClientCommand::Canary(a) => promote::canary(a).await,
         ClientCommand::Diff(a) => diff::run(a).await,
         ClientCommand::Push(args) => push::run(args).await,

@@ -223,6 +223,19 @@ impl Access {
             .max()
     }
 
+    /// The highest role this caller holds on every repository `scope` can match (a grant
+    /// counts only if it covers the whole pattern, see [`Namespace::covers`]).
+    pub fn role_covering(&self, scope: &Namespace) -> Option<Role> {
+        if self.system_admin {
+            return Some(Role::Admin);
+        }
+        self.grants
+            .iter()
+            .filter(|(ns, _)| ns.covers(scope))
+            .map(|(_, r)| *r)
+            .max()
+    }
+
     pub fn allows(&self, action: Action, repo: &RepoName) -> bool {
         self.system_admin
             || self

@@ -146,6 +146,8 @@ impl Registry {
                 require_signature: gate.config.signature.clone(),
                 require_provenance: gate.config.provenance.clone(),
                 require_sbom: gate.config.sbom,
+                // Judged below as its own gate check, by the same function.
+                vulnerabilities: None,
             };
             for (check, r) in ["signature", "provenance", "sbom"]
                 .into_iter()
@@ -240,7 +242,7 @@ impl Registry {
                 push("canary", ok, detail);
             }
             if let Some(v) = &gate.config.vulnerabilities {
-                let (ok, detail) = self.vuln_gate(c.repo, c.digest, v).await?;
+                let (ok, detail) = self.vuln_check(c.repo, c.digest, v).await?;
                 push("vulnerabilities", ok, detail);
             }
         }

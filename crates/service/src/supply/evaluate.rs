@@ -233,6 +233,26 @@ fn judge(rule: &PolicyRule, findings: &[Finding]) -> Verdict {
 }
 
 impl Registry {
+    /// [`judge`], plus the rule's vulnerability requirement, which reads the stored scan.
+    async fn judge_fully(
+        &self,
+        rule: &PolicyRule,
+        findings: &[Finding],
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Verdict> {
+        let mut verdict = judge(rule, findings);
+        if let Some(v) = &rule.config.vulnerabilities {
+            let (met, detail) = self.vuln_check(repo, digest, v).await?;
+            verdict.requirements.push(Requirement {
+                what: format!("no unwaived vulnerabilities at or above {}", v.max_severity),
+                met,
+                detail: if met { String::new() } else { detail },
+            });
+        }
+        Ok(verdict)
+    }
+
     /// The namespace's trusted keys, parsed. A row whose key no longer parses is skipped loudly:
     /// it can only make fewer things pass.
     pub(crate) async fn trusted_keys(&self, ns: &str) -> Result<Vec<TrustedKey>> {
@@ -375,7 +395,7 @@ impl Registry {
             .await?;
         let mut warnings = Vec::new();
         for rule in rules {
-            let verdict = judge(rule, &findings);
+            let verdict = self.judge_fully(rule, &findings, repo, digest).await?;
             if verdict.passed() {
                 continue;
             }
@@ -418,13 +438,10 @@ impl Registry {
             .ok_or(Error::NotFound(crate::Missing::Manifest))?;
         let keys = self.trusted_keys(namespace(repo)).await?;
         let findings = self.findings(repo, &digest, &Kind::ALL, &keys).await?;
-        let verdicts = self
-            .rules
-            .policies
-            .covering(repo)
-            .into_iter()
-            .map(|r| judge(r, &findings))
-            .collect();
+        let mut verdicts = Vec::new();
+        for r in self.rules.policies.covering(repo) {
+            verdicts.push(self.judge_fully(r, &findings, repo, &digest).await?);
+        }
         Ok(Overview {
             repo: repo.clone(),
             digest,

@@ -1,7 +1,9 @@
 //! Supply-chain policy rules from configuration, compiled once.
 //!
 //! A rule covers repositories matching a glob, on some events, in a mode, and requires any of: a
-//! signature from a key set, SLSA provenance from a builder for a source, an SBOM. Matching a
+//! signature from a key set, SLSA provenance from a builder for a source, an SBOM, no unwaived
+//! vulnerabilities at or above a severity (judged as the promotion gate judges it,
+//! `vuln_policy.rs`). Matching a
 //! repository against the rules is pure and in memory, so requests no rule covers cost nothing.
 
 use globset::GlobMatcher;
@@ -98,6 +100,10 @@ pub struct PolicyConfig {
     /// A signed CycloneDX or SPDX SBOM by any key of the namespace.
     #[serde(default)]
     pub require_sbom: bool,
+    /// `{ max_severity = "high", max_db_age_days = 5 }`: the latest scan ran against the current
+    /// database, imported within the age, and has no unwaived finding at or above the severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulnerabilities: Option<crate::promotion::VulnGate>,
 }
 
 fn default_events() -> Vec<PolicyEvent> {
@@ -153,10 +159,24 @@ impl Policies {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("policy #{} ({})", i + 1, c.repositories));
-            if c.require_signature.is_none() && c.require_provenance.is_none() && !c.require_sbom {
+            if c.require_signature.is_none()
+                && c.require_provenance.is_none()
+                && !c.require_sbom
+                && c.vulnerabilities.is_none()
+            {
                 return Err(PolicyError::Invalid(format!(
-                    "{name} requires nothing: set require_signature, require_provenance or require_sbom"
+                    "{name} requires nothing: set require_signature, require_provenance, \
+                     require_sbom or vulnerabilities"
                 )));
+            }
+            if let Some(v) = &c.vulnerabilities {
+                if !["critical", "high", "medium", "low"].contains(&v.max_severity.as_str()) {
+                    return Err(PolicyError::Invalid(format!(
+                        "{name}: vulnerabilities.max_severity {:?} is not one of critical, high, \
+                         medium, low",
+                        v.max_severity
+                    )));
+                }
             }
             if c.on.is_empty() {
                 return Err(PolicyError::Invalid(format!(
@@ -263,6 +283,27 @@ mod tests {
             "repositories": "prod/**", "on": [], "require_sbom": true,
         }))
         .is_err());
+        assert!(rule(serde_json::json!({
+            "repositories": "prod/**",
+            "vulnerabilities": {"max_severity": "severe"},
+        }))
+        .unwrap_err()
+        .to_string()
+        .contains("not one of critical, high, medium, low"));
+        let v = rule(serde_json::json!({
+            "repositories": "prod/**",
+            "vulnerabilities": {"max_severity": "high"},
+        }))
+        .unwrap();
+        assert_eq!(
+            v.rules[0]
+                .config
+                .vulnerabilities
+                .as_ref()
+                .unwrap()
+                .max_db_age_days,
+            5
+        );
         assert!(serde_json::from_value::<PolicyConfig>(serde_json::json!({
             "repositories": "prod/**", "on": ["pull"], "require_sbom": true,
         }))
