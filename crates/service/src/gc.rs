@@ -20,7 +20,7 @@ const MARK_BATCH: u32 = 1024;
 /// The share of wall time collection spends on metadata work while it runs: after each batch it
 /// pauses `1/DUTY - 1` times as long as the batch took, so requests waiting for the metadata
 /// store's writer (or for the CPU) go first and their latency stays close to idle.
-const DUTY: f64 = 0.25;
+const DUTY: f64 = 0.5;
 /// A blob flagged as being deleted for this long belongs to a collector that stopped midway;
 /// another may finish the job. Far longer than one storage delete takes, so two collectors never
 /// delete the same blob's bytes while an upload re-publishes them (docs/gc.md, "Stalled sweeps").

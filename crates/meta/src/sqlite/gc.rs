@@ -17,9 +17,12 @@ struct Look {
     facts: Facts,
 }
 
-/// Selects the facts `Look` needs for queue entries, given a WHERE clause on `q`.
+/// Selects the facts `Look` needs for queue entries, given a WHERE clause on `q`. Each look-up is
+/// answered from a covering index (migration 0011); the planner would otherwise read the blob
+/// row itself to test `deleting_at`.
 const LOOK: &str = "SELECT q.digest, q.gen,
-       EXISTS (SELECT 1 FROM blobs b WHERE b.digest = q.digest AND b.deleting_at IS NULL),
+       EXISTS (SELECT 1 FROM blobs b INDEXED BY blobs_digest_deleting
+               WHERE b.digest = q.digest AND b.deleting_at IS NULL),
        EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = q.digest AND r.kind = 'blob'),
        (SELECT max(l.created_at) FROM repo_blobs l WHERE l.digest = q.digest),
        EXISTS (SELECT 1 FROM blob_pins p WHERE p.digest = q.digest)
