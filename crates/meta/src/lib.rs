@@ -23,6 +23,7 @@ pub mod promotion;
 mod sqlite;
 mod trust;
 mod usage;
+pub mod vuln_ops;
 pub mod vulns;
 
 use std::path::Path;
@@ -40,6 +41,7 @@ pub use promotion::{
     Approval, CanaryRecord, Deployment, MoveKind, Moved, PointerMove, PointerRecord, Promotions,
 };
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
+pub use vuln_ops::{MirrorState, VulnOps};
 pub use vulns::{AdvisoryRow, ScanRow, VulnDbState, VulnSource, Vulns};
 
 #[derive(Debug, thiserror::Error)]
@@ -393,6 +395,7 @@ trait Backend:
     + Audit
     + Promotions
     + Vulns
+    + VulnOps
 {
 }
 impl<T> Backend for T where
@@ -412,6 +415,7 @@ impl<T> Backend for T where
         + Audit
         + Promotions
         + Vulns
+        + VulnOps
 {
 }
 
@@ -485,6 +489,9 @@ impl MetaStore {
         &*self.backend
     }
     pub fn vulns(&self) -> &dyn Vulns {
+        &*self.backend
+    }
+    pub fn vuln_ops(&self) -> &dyn VulnOps {
         &*self.backend
     }
 }
