@@ -29,6 +29,7 @@ mod scrub;
 pub mod supply;
 mod trash;
 mod uploads;
+pub mod vuln_ops;
 pub mod vulns;
 
 use std::sync::Arc;
@@ -93,6 +94,8 @@ pub struct Registry {
     attest_key: Arc<std::sync::Mutex<Option<Arc<bonded_supply::keys::SigningKey>>>>,
     /// The vulnerability index of the database generation it was built from (`vulns`).
     vuln_index: vulns::IndexCache,
+    /// Where scan outcomes and new findings are reported (`vuln_ops`).
+    vuln_notifier: Arc<dyn vuln_ops::VulnNotifier>,
 }
 
 type PullLog = std::collections::HashMap<(bonded_types::RepoName, bonded_types::Digest), i64>;
@@ -108,6 +111,7 @@ impl Registry {
             pulls: Arc::default(),
             attest_key: Arc::default(),
             vuln_index: Arc::default(),
+            vuln_notifier: Arc::new(vuln_ops::LogNotifier),
         }
     }
 

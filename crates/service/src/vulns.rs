@@ -196,6 +196,17 @@ impl Registry {
     /// new and updated records replace stored ones, withdrawn ones stop matching, unchanged
     /// ones are not rewritten. Unreadable files are reported, not fatal.
     pub async fn vulndb_import(&self, path: &Path) -> Result<ImportReport> {
+        let name = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        self.vulndb_import_as(path, &name).await
+    }
+
+    /// [`Registry::vulndb_import`], recording the source under `name` (a mirror's URL).
+    pub async fn vulndb_import_as(&self, path: &Path, name: &str) -> Result<ImportReport> {
+        let name = name.to_string();
         let owned = path.to_path_buf();
         let is_zip = path
             .extension()
@@ -237,11 +248,6 @@ impl Registry {
                 record: serde_json::to_string(r).map_err(internal)?,
             });
         }
-        let name = path
-            .canonicalize()
-            .unwrap_or_else(|_| path.to_path_buf())
-            .display()
-            .to_string();
         let source = VulnSource {
             name: name.clone(),
             path: name.clone(),
@@ -330,6 +336,14 @@ impl Registry {
     }
 
     async fn scan_digest(&self, repo: &RepoName, digest: &Digest) -> Result<ScanResult> {
+        // Reports, metrics and notifications compare with the stored scan (`vuln_ops`).
+        let previous = self.meta.vulns().scan(repo, digest).await?;
+        let started = std::time::Instant::now();
+        let outcome = self.scan_and_store(repo, digest).await;
+        self.after_scan(previous, started.elapsed(), outcome).await
+    }
+
+    async fn scan_and_store(&self, repo: &RepoName, digest: &Digest) -> Result<ScanResult> {
         let (generation, index) = self.vuln_index().await?;
         let keys = self.trusted_keys(namespace(repo)).await?;
         let verified: Vec<_> = self
