@@ -212,8 +212,8 @@ impl Registry {
             .collect())
     }
 
-    /// Keeps the stored scan's report referrer: the previous one when the findings are the same
-    /// and it still exists, else a newly signed one.
+    /// Keeps the stored scan's report referrer: the previous one (stored with the scan already)
+    /// when the findings are the same and it still exists, else a newly signed one.
     async fn keep_report(
         &self,
         repo: &RepoName,
@@ -226,12 +226,7 @@ impl Registry {
             if before == result.findings.as_slice()
                 && self.meta.manifests().get(repo, report).await?.is_some()
             {
-                return self
-                    .meta
-                    .vuln_ops()
-                    .set_scan_report(repo, digest, report)
-                    .await
-                    .map_err(Into::into);
+                return Ok(());
             }
         }
         let report = self.attach_vuln_report(repo, digest, result).await?;

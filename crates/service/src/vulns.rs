@@ -339,11 +339,19 @@ impl Registry {
         // Reports, metrics and notifications compare with the stored scan (`vuln_ops`).
         let previous = self.meta.vulns().scan(repo, digest).await?;
         let started = std::time::Instant::now();
-        let outcome = self.scan_and_store(repo, digest).await;
+        let report = previous.as_ref().and_then(|p| p.report.clone());
+        let outcome = self.scan_and_store(repo, digest, report).await;
         self.after_scan(previous, started.elapsed(), outcome).await
     }
 
-    async fn scan_and_store(&self, repo: &RepoName, digest: &Digest) -> Result<ScanResult> {
+    /// Scans and stores the result, keeping `report` (the previous report referrer) until
+    /// `after_scan` decides whether it still stands.
+    async fn scan_and_store(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        report: Option<Digest>,
+    ) -> Result<ScanResult> {
         let (generation, index) = self.vuln_index().await?;
         let keys = self.trusted_keys(namespace(repo)).await?;
         let verified: Vec<_> = self
@@ -385,7 +393,7 @@ impl Registry {
                 components: result.components,
                 findings: serde_json::to_string(&result.findings).map_err(internal)?,
                 counts: serde_json::to_string(&result.counts).map_err(internal)?,
-                report: None,
+                report,
             })
             .await?;
         Ok(result)
