@@ -338,3 +338,40 @@ impl Registry {
         Ok(self.meta.vuln_ops().put_mirror(state).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(id: &str, severity: &str) -> VulnFinding {
+        VulnFinding {
+            advisory_id: id.into(),
+            aliases: vec![],
+            ecosystem: "PyPI".into(),
+            package: "p".into(),
+            installed: "1".into(),
+            fixed: None,
+            severity: severity.into(),
+            score: None,
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn new_findings_name_each_advisory_once_and_their_worst_severity() {
+        let e = NewFindings {
+            repo: "shop/app".parse().unwrap(),
+            digest: Digest::of(bonded_types::Algorithm::Sha256, b"x"),
+            environments: vec!["prod".into()],
+            findings: vec![
+                finding("A", "medium"),
+                finding("B", "critical"),
+                finding("A", "medium"),
+                finding("C", "unknown"),
+            ],
+            generation: 2,
+        };
+        assert_eq!(e.advisory_ids(), ["A", "B", "C"]);
+        assert_eq!(e.max_severity(), "critical");
+    }
+}
