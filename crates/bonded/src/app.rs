@@ -202,9 +202,9 @@ impl App {
         });
     }
 
-    /// Runs the vulnerability scan job every `scan.interval_secs`: each pass scans, 100 at a
-    /// time, every artifact with an SBOM and no scan at the current database generation (so an
-    /// import makes everything due again). Resumable and safe on several nodes: a scan only
+    /// Runs the vulnerability scan job every `scan.interval_secs`: each pass scans, a batch
+    /// (`vulndb::SCAN_BATCH`) at a time, every artifact with an SBOM and no scan at the current
+    /// database generation (so an import makes everything due again). Resumable and safe on several nodes: a scan only
     /// replaces the previous result.
     fn spawn_scanner(&self) {
         if !self.config.scan.enabled {
@@ -219,7 +219,7 @@ impl App {
                 let started = std::time::Instant::now();
                 let mut scanned = 0;
                 loop {
-                    match registry.scan_due(100).await {
+                    match registry.scan_due(crate::vulndb::SCAN_BATCH).await {
                         Ok(0) => break,
                         Ok(n) => scanned += n,
                         Err(e) => {

@@ -161,13 +161,18 @@ pub async fn scan(config: &Config, target: &str, json: bool) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Artifacts per pass of the scan job. Each pass asks the backlog query once, and that query
+/// weighs every SBOM referrer whatever the limit (bench/vulnscan.sh: seconds at 10,000), so
+/// passes are large.
+pub const SCAN_BATCH: u32 = 1000;
+
 /// `bonded vulndb rescan`: one run of the scan job until nothing is due.
 pub async fn rescan(config: &Config) -> anyhow::Result<ExitCode> {
     let app = App::build(config).await?;
     let started = std::time::Instant::now();
     let mut total = 0;
     loop {
-        let n = app.registry.scan_due(100).await?;
+        let n = app.registry.scan_due(SCAN_BATCH).await?;
         total += n;
         if n == 0 {
             break;

@@ -148,16 +148,16 @@ pub async fn refresh_vuln_gauges(state: &AppState) {
             })
             .set(*n as i64);
     }
-    m.db_generation.set(summary.state.generation);
+    m.db_generation.set(summary.generation);
     // -1 until a database was imported: no age to speak of.
-    let age = if summary.state.updated_at_ms == 0 {
+    let age = if summary.updated_at_ms == 0 {
         -1
     } else {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        (now - summary.state.updated_at_ms).max(0) / 1000
+        (now - summary.updated_at_ms).max(0) / 1000
     };
     m.db_age_seconds.set(age);
 }

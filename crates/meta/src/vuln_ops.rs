@@ -29,6 +29,9 @@ pub struct MirrorState {
 
 #[async_trait]
 pub trait VulnOps: Send + Sync {
+    /// The database generation and when it was last updated (Unix ms): one row, unlike
+    /// [`crate::Vulns::db_state`], which counts every advisory. Called once per scan.
+    async fn db_head(&self) -> Result<(i64, i64)>;
     /// The `counts` (JSON object, by severity) of the latest scan of every live manifest.
     async fn live_scan_counts(&self) -> Result<Vec<String>>;
     /// Records the signed report referrer of the stored scan of (repo, digest).
@@ -76,6 +79,14 @@ macro_rules! vuln_ops_sql {
 
         #[async_trait::async_trait]
         impl $crate::vuln_ops::VulnOps for $backend {
+            async fn db_head(&self) -> $crate::Result<(i64, i64)> {
+                Ok(
+                    sqlx::query_as("SELECT generation, updated_at FROM vuln_db WHERE id = 1")
+                        .fetch_one(&self.$read)
+                        .await?,
+                )
+            }
+
             async fn live_scan_counts(&self) -> $crate::Result<Vec<String>> {
                 Ok(sqlx::query_scalar(
                     "SELECT v.counts FROM vuln_scans v

@@ -117,7 +117,9 @@ impl VulnNotifier for LogNotifier {
 /// What the metrics show about the database and the stored scans.
 #[derive(Debug, Clone)]
 pub struct VulnSummary {
-    pub state: VulnDbState,
+    pub generation: i64,
+    /// When the database was last imported (Unix ms); 0 if never.
+    pub updated_at_ms: i64,
     /// Findings by severity over the latest scans of live artifacts (every severity present).
     pub findings: BTreeMap<String, u64>,
 }
@@ -246,7 +248,7 @@ impl Registry {
         result: &ScanResult,
     ) -> Result<Digest> {
         let at = bonded_supply::time::rfc3339(result.scanned_at_ms);
-        let state = self.meta.vulns().db_state().await?;
+        let (_, updated_at_ms) = self.meta.vuln_ops().db_head().await?;
         let predicate = json!({
             "invocation": {
                 "parameters": null,
@@ -266,7 +268,7 @@ impl Registry {
                     "components": result.components,
                     "counts": result.counts,
                     "findings": result.findings,
-                    "databaseUpdatedOn": bonded_supply::time::rfc3339(state.updated_at_ms),
+                    "databaseUpdatedOn": bonded_supply::time::rfc3339(updated_at_ms),
                 },
             },
             "metadata": {
@@ -295,8 +297,10 @@ impl Registry {
                 *findings.entry(severity).or_insert(0) += n;
             }
         }
+        let (generation, updated_at_ms) = self.meta.vuln_ops().db_head().await?;
         Ok(VulnSummary {
-            state: self.meta.vulns().db_state().await?,
+            generation,
+            updated_at_ms,
             findings,
         })
     }

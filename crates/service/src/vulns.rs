@@ -282,7 +282,8 @@ impl Registry {
 
     /// The index of the current database generation, rebuilt when the generation changed.
     async fn vuln_index(&self) -> Result<(i64, Arc<Index>)> {
-        let current = self.meta.vulns().db_state().await?.generation;
+        // One row: `db_state` counts every advisory, too slow to ask once per scan.
+        let (current, _) = self.meta.vuln_ops().db_head().await?;
         let mut cache = self.vuln_index.lock().await;
         if let Some((generation, index)) = cache.as_ref() {
             if *generation == current {
