@@ -1,6 +1,6 @@
 //! The composition root: the one place stores, services and background work are built and wired
 //! (upload sweeper, collector, pull flusher, storage accounting with quota gauges, retention,
-//! scrub, coverage refresh, vulnerability scans and their pass rate).
+//! scrub, coverage refresh, vulnerability scans, their pass rate and mirror refresh).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,9 +115,14 @@ impl App {
         } else {
             (None, None)
         };
+        let metrics = Arc::new(Metrics::default());
+        let notifier = Arc::new(crate::vulnops::ServerNotifier {
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+        });
         Ok(App {
-            registry: Registry::new(blobs, meta, rules, limits),
-            metrics: Arc::new(Metrics::default()),
+            registry: Registry::new(blobs, meta, rules, limits).with_vuln_notifier(notifier),
+            metrics,
             auth,
             audit,
             config: config.clone(),
@@ -149,6 +154,7 @@ impl App {
         self.spawn_coverage_refresh();
         self.spawn_scanner();
         self.spawn_pass_rate();
+        self.spawn_mirror_refresh()?;
         let router = bonded_http::router(AppState {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
@@ -197,9 +203,9 @@ impl App {
         });
     }
 
-    /// Runs the vulnerability scan job every `scan.interval_secs`: each pass scans, 100 at a
-    /// time, every artifact with an SBOM and no scan at the current database generation (so an
-    /// import makes everything due again). Resumable and safe on several nodes: a scan only
+    /// Runs the vulnerability scan job every `scan.interval_secs`: each pass scans, a batch
+    /// (`vulndb::SCAN_BATCH`) at a time, every artifact with an SBOM and no scan at the current
+    /// database generation (so an import makes everything due again). Resumable and safe on several nodes: a scan only
     /// replaces the previous result.
     fn spawn_scanner(&self) {
         if !self.config.scan.enabled {
@@ -214,7 +220,7 @@ impl App {
                 let started = std::time::Instant::now();
                 let mut scanned = 0;
                 loop {
-                    match registry.scan_due(100).await {
+                    match registry.scan_due(crate::vulndb::SCAN_BATCH).await {
                         Ok(0) => break,
                         Ok(n) => scanned += n,
                         Err(e) => {
@@ -254,6 +260,22 @@ impl App {
                 }
             }
         });
+    }
+
+    /// Refreshes each `scan.mirror_url` every `scan.mirror_interval_secs` (see `mirror.rs`); the
+    /// scan job picks up the generation change. When each URL was last fetched is read from the
+    /// metadata store, so a restart does not download again, and on several nodes each fetches
+    /// (harmless: importing records already stored changes nothing).
+    fn spawn_mirror_refresh(&self) -> anyhow::Result<()> {
+        let urls = self.config.scan.mirror_url.urls();
+        if urls.is_empty() {
+            return Ok(());
+        }
+        let options = self.config.mirror_options()?;
+        let registry = self.registry.clone();
+        let every = self.config.scan.mirror_interval_secs;
+        tokio::spawn(crate::vulnops::mirror_loop(registry, urls, every, options));
+        Ok(())
     }
 
     /// On a registry without accounts, creates the system admin `admin` with the password from

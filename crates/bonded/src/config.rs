@@ -57,6 +57,32 @@ pub struct Scan {
     pub max_db_age_days: u64,
     /// How often the server recomputes the pass-rate gauges.
     pub pass_rate_interval_secs: u64,
+    /// OSV export archives (e.g. `https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip`)
+    /// the server downloads and imports every `mirror_interval_secs`: one URL or a list.
+    pub mirror_url: MirrorUrls,
+    pub mirror_interval_secs: u64,
+    /// Largest archive downloaded (integer, or e.g. `"2GiB"`).
+    pub mirror_max_bytes: ByteSize,
+    /// Time limit of one download.
+    pub mirror_timeout_secs: u64,
+}
+
+/// One mirror URL or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MirrorUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl MirrorUrls {
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            MirrorUrls::One(u) if u.is_empty() => vec![],
+            MirrorUrls::One(u) => vec![u.clone()],
+            MirrorUrls::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -339,6 +365,10 @@ impl Default for Config {
                 pass_max_severity: "high".into(),
                 max_db_age_days: 5,
                 pass_rate_interval_secs: 60,
+                mirror_url: MirrorUrls::Many(vec![]),
+                mirror_interval_secs: 86_400,
+                mirror_max_bytes: ByteSize::Text("2GiB".into()),
+                mirror_timeout_secs: 1800,
             },
         }
     }
@@ -444,6 +474,10 @@ impl Config {
         if self.scan.enabled && self.scan.interval_secs == 0 {
             bail!("scan.interval_secs must be positive (or set scan.enabled = false)");
         }
+        self.mirror_options()?;
+        for url in self.scan.mirror_url.urls() {
+            crate::mirror::check_url(&url).context("in scan.mirror_url")?;
+        }
         if self.uploads.sweep_interval_secs == 0 {
             bail!("uploads.sweep_interval_secs must be positive");
         }
@@ -471,6 +505,26 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// How mirror archives are downloaded (`[scan] mirror_*`).
+    pub fn mirror_options(&self) -> anyhow::Result<crate::mirror::MirrorOptions> {
+        let max_bytes = self
+            .scan
+            .mirror_max_bytes
+            .bytes()
+            .map_err(|e| anyhow::anyhow!("scan.mirror_max_bytes: {e}"))?;
+        if max_bytes == 0 || self.scan.mirror_timeout_secs == 0 {
+            bail!("scan.mirror_max_bytes and scan.mirror_timeout_secs must be positive");
+        }
+        if self.scan.mirror_interval_secs == 0 {
+            bail!("scan.mirror_interval_secs must be positive (a day is 86400)");
+        }
+        Ok(crate::mirror::MirrorOptions {
+            max_bytes,
+            timeout: std::time::Duration::from_secs(self.scan.mirror_timeout_secs),
+            dir: self.data_dir.join("vulndb-mirror"),
+        })
     }
 
     /// The `[[quota]]` entries, checked and compiled.

@@ -9,8 +9,10 @@ mod app;
 mod cli;
 mod config;
 mod migrate;
+mod mirror;
 mod prometheus;
 mod vulndb;
+mod vulnops;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -133,7 +135,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum VulndbCommand {
-    /// Import an OSV export (a directory of JSON records or an all.zip) incrementally.
+    /// Import an OSV export (a directory of JSON records, an all.zip, or the http(s) URL of
+    /// an all.zip, downloaded now) incrementally.
     Import {
         #[command(flatten)]
         server: ServerFlags,

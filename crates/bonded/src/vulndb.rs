@@ -30,9 +30,19 @@ fn age(at_ms: i64) -> String {
     }
 }
 
-/// `bonded vulndb import <dir|all.zip>`.
+/// `bonded vulndb import <dir|all.zip|URL>`.
 pub async fn import(config: &Config, path: &Path) -> anyhow::Result<ExitCode> {
     let app = App::build(config).await?;
+    if let Some(url) = path
+        .to_str()
+        .filter(|p| p.starts_with("http://") || p.starts_with("https://"))
+    {
+        // Downloaded in full, whatever the last fetch of it was.
+        let state =
+            crate::mirror::refresh(&app.registry, url, &config.mirror_options()?, false).await?;
+        println!("imported {}: {}", state.url, state.message);
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = app
         .registry
         .vulndb_import(path)
@@ -77,6 +87,24 @@ pub async fn status(config: &Config) -> anyhow::Result<ExitCode> {
             src.records,
             src.errors,
             age(src.imported_at_ms)
+        );
+    }
+    let configured = config.scan.mirror_url.urls();
+    let states = app.registry.mirror_states().await?;
+    for url in &configured {
+        let name = crate::mirror::check_url(url)?;
+        if !states.iter().any(|m| m.url == name) {
+            println!("mirror {name}: configured, never fetched");
+        }
+    }
+    for m in &states {
+        println!(
+            "mirror {}: last fetch {}: {} ({}); last imported {}",
+            m.url,
+            age(m.fetched_at_ms),
+            m.outcome,
+            m.message,
+            age(m.imported_at_ms)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -151,13 +179,18 @@ pub async fn scan(config: &Config, target: &str, json: bool) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Artifacts per pass of the scan job. Each pass asks the backlog query once, and that query
+/// weighs every SBOM referrer whatever the limit (bench/vulnscan.sh: seconds at 10,000), so
+/// passes are large.
+pub const SCAN_BATCH: u32 = 1000;
+
 /// `bonded vulndb rescan`: one run of the scan job until nothing is due.
 pub async fn rescan(config: &Config) -> anyhow::Result<ExitCode> {
     let app = App::build(config).await?;
     let started = std::time::Instant::now();
     let mut total = 0;
     loop {
-        let n = app.registry.scan_due(100).await?;
+        let n = app.registry.scan_due(SCAN_BATCH).await?;
         total += n;
         if n == 0 {
             break;

@@ -10,6 +10,8 @@
 //!   scan has a finding of that id or alias (only digests the environment's tag points at, when
 //!   given), limited to repositories the caller may pull.
 //!
+//! Also [`refresh_vuln_gauges`], which `/metrics` calls before rendering.
+//!
 //! Invariant: no rule lives here; every decision comes from `bonded_service::vulns`.
 
 use axum::extract::{Query, State};
@@ -122,4 +124,40 @@ async fn affected(
         "environment": q.environment,
         "affected": out,
     })))
+}
+
+/// Recomputes the vulnerability gauges (findings by severity over live artifacts, database age
+/// and generation) from the metadata store, at most every `VulnMetrics::REFRESH`. A failure is
+/// logged and the previous values stay.
+pub async fn refresh_vuln_gauges(state: &AppState) {
+    let m = &state.metrics.vuln;
+    if !m.due() {
+        return;
+    }
+    let summary = match state.registry.vuln_summary().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "computing the vulnerability metrics failed");
+            return;
+        }
+    };
+    for (severity, n) in &summary.findings {
+        m.findings
+            .get_or_create(&crate::metrics::SeverityLabels {
+                severity: severity.clone(),
+            })
+            .set(*n as i64);
+    }
+    m.db_generation.set(summary.generation);
+    // -1 until a database was imported: no age to speak of.
+    let age = if summary.updated_at_ms == 0 {
+        -1
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        (now - summary.updated_at_ms).max(0) / 1000
+    };
+    m.db_age_seconds.set(age);
 }

@@ -13,6 +13,9 @@
 //! accounting). Scrub: blobs and bytes checked, corrupt/missing found, quarantined now, last run.
 //! M8 vulnerability scan pass rate: `bonded_vuln_artifacts_passing / bonded_vuln_artifacts_scanned`
 //! (and `bonded_vuln_scan_pass_ratio`), refreshed by the server from the metadata store.
+//! Vulnerabilities: findings by severity over live artifacts' latest scans, database age and
+//! generation (refreshed at scrape, cached briefly), scan durations and outcomes, and new
+//! findings in environment-pointed artifacts.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -74,6 +77,7 @@ pub struct Metrics {
     pub quota: QuotaMetrics,
     pub scrub: ScrubMetrics,
     pub vuln_pass: VulnPassMetrics,
+    pub vuln: VulnMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -197,6 +201,103 @@ pub struct ScrubMetrics {
     pub corrupt: Family<ReasonLabels, Counter>,
     pub quarantined: Gauge,
     pub last_run_timestamp_seconds: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NewFindingLabels {
+    pub environment: String,
+    pub severity: String,
+}
+
+/// Vulnerability scanning. The gauges are computed from the metadata store when `/metrics` is
+/// scraped (at most every [`VulnMetrics::REFRESH`]); the scan counters and histogram are
+/// recorded by the server's scan job (scans run by `bonded vulndb` count in that process only).
+pub struct VulnMetrics {
+    pub findings: Family<SeverityLabels, Gauge>,
+    pub db_age_seconds: Gauge,
+    pub db_generation: Gauge,
+    pub scan_duration: Histogram,
+    pub scans: Family<OutcomeLabels, Counter>,
+    pub new_findings: Family<NewFindingLabels, Counter>,
+    /// When the gauges were last computed.
+    pub refreshed: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Default for VulnMetrics {
+    fn default() -> Self {
+        VulnMetrics {
+            findings: Family::default(),
+            db_age_seconds: Gauge::default(),
+            db_generation: Gauge::default(),
+            // 1 ms .. ~65 s
+            scan_duration: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            scans: Family::default(),
+            new_findings: Family::default(),
+            refreshed: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl VulnMetrics {
+    /// How long computed gauges are served before the next scrape recomputes them.
+    pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// True (and the refresh time taken) when the gauges are due for recomputation.
+    pub fn due(&self) -> bool {
+        let mut at = self.refreshed.lock().expect("metrics refresh lock");
+        let now = std::time::Instant::now();
+        if at.is_some_and(|t| now.duration_since(t) < Self::REFRESH) {
+            return false;
+        }
+        *at = Some(now);
+        true
+    }
+
+    /// Counts one scan and its duration.
+    pub fn scanned(&self, outcome: &'static str, seconds: f64) {
+        self.scans.get_or_create(&OutcomeLabels { outcome }).inc();
+        if outcome == "ok" {
+            self.scan_duration.observe(seconds);
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vuln_findings",
+            "Findings by severity over the latest scans of live artifacts",
+            self.findings.clone(),
+        );
+        registry.register(
+            "vulndb_age_seconds",
+            "Time since the vulnerability database was last imported (updated), in seconds",
+            self.db_age_seconds.clone(),
+        );
+        registry.register(
+            "vulndb_generation",
+            "Vulnerability database generation (bumped by every import that changed an advisory)",
+            self.db_generation.clone(),
+        );
+        registry.register(
+            "vuln_scan_duration_seconds",
+            "Time to scan one artifact's verified SBOMs and store the result",
+            self.scan_duration.clone(),
+        );
+        registry.register(
+            "vuln_scans",
+            "Artifact scans by outcome (ok, error)",
+            self.scans.clone(),
+        );
+        registry.register(
+            "vuln_new_findings",
+            "Findings a rescan found that the previous scan did not have, in artifacts an environment points at, by environment and severity",
+            self.new_findings.clone(),
+        );
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -439,6 +540,8 @@ impl Default for Metrics {
         scrub.register(&mut registry);
         let vuln_pass = VulnPassMetrics::default();
         vuln_pass.register(&mut registry);
+        let vuln = VulnMetrics::default();
+        vuln.register(&mut registry);
         let supply_artifacts = Family::<NamespaceLabels, Gauge>::default();
         let supply_signed = Family::<NamespaceLabels, Gauge>::default();
         let supply_provenance = Family::<NamespaceLabels, Gauge>::default();
@@ -470,6 +573,7 @@ impl Default for Metrics {
             quota,
             scrub,
             vuln_pass,
+            vuln,
             registry,
             supply_artifacts,
             supply_signed,

@@ -24,6 +24,7 @@ pub mod promotion;
 mod sqlite;
 mod trust;
 mod usage;
+pub mod vuln_ops;
 pub mod vulns;
 pub mod waivers;
 
@@ -42,6 +43,7 @@ pub use promotion::{
     Approval, CanaryRecord, Deployment, MoveKind, Moved, PointerMove, PointerRecord, Promotions,
 };
 pub use trust::{Attestations, NewTrustedKey, StoredReferrer, Trust, TrustedKeyRecord};
+pub use vuln_ops::{MirrorState, VulnOps};
 pub use vulns::{AdvisoryRow, ScanRow, VulnDbState, VulnSource, Vulns};
 pub use waivers::{NewWaiverRow, PassRateInputs, WaiverRow, Waivers};
 
@@ -412,6 +414,7 @@ trait Backend:
     + Promotions
     + Vulns
     + Waivers
+    + VulnOps
 {
 }
 impl<T> Backend for T where
@@ -432,6 +435,7 @@ impl<T> Backend for T where
         + Promotions
         + Vulns
         + Waivers
+        + VulnOps
 {
 }
 
@@ -508,6 +512,10 @@ impl MetaStore {
         &*self.backend
     }
     pub fn waivers(&self) -> &dyn Waivers {
+        &*self.backend
+    }
+
+    pub fn vuln_ops(&self) -> &dyn VulnOps {
         &*self.backend
     }
 }

@@ -30,6 +30,13 @@ mod promotion {
     crate::promotion::promotions_sql!(PostgresBackend, sqlx::postgres::PgRow, pool, pool);
 }
 
+/// Vulnerability operations' SQL, shared with the other backend (`crate::vuln_ops`).
+mod vuln_ops {
+    use super::PostgresBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::vuln_ops::vuln_ops_sql!(PostgresBackend, pool, pool);
+}
+
 /// The vulnerability aggregate's SQL, shared with the other backend (`crate::vulns`).
 mod vulns {
     use super::PostgresBackend;

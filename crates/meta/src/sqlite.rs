@@ -20,6 +20,13 @@ mod promotion {
     crate::promotion::promotions_sql!(SqliteBackend, sqlx::sqlite::SqliteRow, writer, reader);
 }
 
+/// Vulnerability operations' SQL, shared with the other backend (`crate::vuln_ops`).
+mod vuln_ops {
+    use super::SqliteBackend;
+    use bonded_types::{Digest, RepoName};
+    crate::vuln_ops::vuln_ops_sql!(SqliteBackend, writer, reader);
+}
+
 /// The vulnerability aggregate's SQL, shared with the other backend (`crate::vulns`).
 mod vulns {
     use super::SqliteBackend;

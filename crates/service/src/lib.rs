@@ -32,6 +32,7 @@ mod trash;
 mod uploads;
 pub mod vex;
 pub mod vuln_policy;
+pub mod vuln_ops;
 pub mod vulns;
 pub mod waivers;
 
@@ -99,6 +100,8 @@ pub struct Registry {
     vuln_index: vulns::IndexCache,
     /// Namespaces' quota usage as last read, so pushes far from a quota cost no query (`quota`).
     charges: Arc<quota::ChargeCache>,
+    /// Where scan outcomes and new findings are reported (`vuln_ops`).
+    vuln_notifier: Arc<dyn vuln_ops::VulnNotifier>,
 }
 
 type PullLog = std::collections::HashMap<(bonded_types::RepoName, bonded_types::Digest), i64>;
@@ -115,6 +118,7 @@ impl Registry {
             attest_key: Arc::default(),
             vuln_index: Arc::default(),
             charges: Arc::default(),
+            vuln_notifier: Arc::new(vuln_ops::LogNotifier),
         }
     }
 

@@ -200,6 +200,17 @@ impl Registry {
     /// new and updated records replace stored ones, withdrawn ones stop matching, unchanged
     /// ones are not rewritten. Unreadable files are reported, not fatal.
     pub async fn vulndb_import(&self, path: &Path) -> Result<ImportReport> {
+        let name = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        self.vulndb_import_as(path, &name).await
+    }
+
+    /// [`Registry::vulndb_import`], recording the source under `name` (a mirror's URL).
+    pub async fn vulndb_import_as(&self, path: &Path, name: &str) -> Result<ImportReport> {
+        let name = name.to_string();
         let owned = path.to_path_buf();
         let is_zip = path
             .extension()
@@ -241,11 +252,6 @@ impl Registry {
                 record: serde_json::to_string(r).map_err(internal)?,
             });
         }
-        let name = path
-            .canonicalize()
-            .unwrap_or_else(|_| path.to_path_buf())
-            .display()
-            .to_string();
         let source = VulnSource {
             name: name.clone(),
             path: name.clone(),
@@ -280,7 +286,8 @@ impl Registry {
 
     /// The index of the current database generation, rebuilt when the generation changed.
     async fn vuln_index(&self) -> Result<(i64, Arc<Index>)> {
-        let current = self.meta.vulns().db_state().await?.generation;
+        // One row: `db_state` counts every advisory, too slow to ask once per scan.
+        let (current, _) = self.meta.vuln_ops().db_head().await?;
         let mut cache = self.vuln_index.lock().await;
         if let Some((generation, index)) = cache.as_ref() {
             if *generation == current {
@@ -334,6 +341,22 @@ impl Registry {
     }
 
     async fn scan_digest(&self, repo: &RepoName, digest: &Digest) -> Result<ScanResult> {
+        // Reports, metrics and notifications compare with the stored scan (`vuln_ops`).
+        let previous = self.meta.vulns().scan(repo, digest).await?;
+        let started = std::time::Instant::now();
+        let report = previous.as_ref().and_then(|p| p.report.clone());
+        let outcome = self.scan_and_store(repo, digest, report).await;
+        self.after_scan(previous, started.elapsed(), outcome).await
+    }
+
+    /// Scans and stores the result, keeping `report` (the previous report referrer) until
+    /// `after_scan` decides whether it still stands.
+    async fn scan_and_store(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        report: Option<Digest>,
+    ) -> Result<ScanResult> {
         let (generation, index) = self.vuln_index().await?;
         let keys = self.trusted_keys(namespace(repo)).await?;
         let verified: Vec<_> = self
@@ -375,7 +398,7 @@ impl Registry {
                 components: result.components,
                 findings: serde_json::to_string(&result.findings).map_err(internal)?,
                 counts: serde_json::to_string(&result.counts).map_err(internal)?,
-                report: None,
+                report,
             })
             .await?;
         // Stored as found; shown with the waivers active now.

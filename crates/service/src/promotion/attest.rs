@@ -55,12 +55,6 @@ impl Registry {
         gates: &[GateVerdict],
     ) -> Result<Digest> {
         let repo = &record.repo;
-        let subject = self
-            .meta
-            .manifests()
-            .get(repo, &record.digest)
-            .await?
-            .ok_or(Error::NotFound(crate::Missing::Manifest))?;
         let at = bonded_supply::time::rfc3339(record.at_ms);
         let predicate = json!({
             "verifier": { "id": "https://bonded.dev/registry" },
@@ -88,21 +82,43 @@ impl Registry {
             VSA_PREDICATE,
             predicate,
         );
+        self.attach_signed_statement(repo, &record.digest, PROMOTION_ARTIFACT, &statement, &at)
+            .await
+    }
+
+    /// Signs `statement` with the registry key into a DSSE envelope and stores it as a referrer
+    /// of `subject` with `artifact_type` (blob and manifest through the ordinary upload and
+    /// manifest paths); returns the referrer's digest. Promotion attestations and vulnerability
+    /// reports (`vuln_ops`) are attached this way.
+    pub(crate) async fn attach_signed_statement(
+        &self,
+        repo: &bonded_types::RepoName,
+        subject: &Digest,
+        artifact_type: &str,
+        statement: &Statement,
+        created: &str,
+    ) -> Result<Digest> {
+        let subject_manifest = self
+            .meta
+            .manifests()
+            .get(repo, subject)
+            .await?
+            .ok_or(Error::NotFound(crate::Missing::Manifest))?;
         let key = self.attestation_key().await?;
         let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement.to_json(), &key).to_json();
         let layer = self.store_small_blob(repo, envelope.clone()).await?;
         let empty = self.store_small_blob(repo, b"{}".to_vec()).await?;
         let manifest = media::referrer_manifest(&media::ReferrerParts {
-            artifact_type: PROMOTION_ARTIFACT,
+            artifact_type,
             empty_config: &empty,
             envelope: &layer,
             envelope_size: envelope.len() as u64,
-            predicate_type: VSA_PREDICATE,
-            subject_media_type: subject.media_type.as_str(),
-            subject: &record.digest,
-            subject_size: subject.content.len() as u64,
+            predicate_type: &statement.predicate_type,
+            subject_media_type: subject_manifest.media_type.as_str(),
+            subject,
+            subject_size: subject_manifest.content.len() as u64,
             key_id: &key.public().key_id(),
-            created: &at,
+            created,
         });
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| Error::Internal(format!("encoding a manifest: {e}")))?;
