@@ -31,8 +31,8 @@ pub mod supply;
 mod trash;
 mod uploads;
 pub mod vex;
-pub mod vuln_policy;
 pub mod vuln_ops;
+pub mod vuln_policy;
 pub mod vulns;
 pub mod waivers;
 

@@ -358,6 +358,7 @@ mod tests {
             severity: severity.into(),
             score: None,
             summary: None,
+            waiver: None,
         }
     }
 
