@@ -33,7 +33,7 @@ fn counts_query(ns: &str) -> String {
 /// Distinct linked blobs per namespace: what quotas charge (docs/quotas.md).
 fn charged_query(ns: &str) -> String {
     format!(
-        "SELECT ns, sum(size) FROM (
+        "SELECT ns, CAST(sum(size) AS BIGINT) FROM (
            SELECT DISTINCT {ns} AS ns, b.digest, b.size FROM repo_blobs rb
            JOIN repositories r ON r.id = rb.repo_id
            JOIN blobs b ON b.digest = rb.digest
@@ -46,12 +46,12 @@ fn charged_query(ns: &str) -> String {
 /// `<namespace>/` (compared as a prefix, not with LIKE: `_` is a wildcard there and legal in names).
 /// `{ns}` binds the namespace, `{len}` the prefix's length, `{prefix}` the prefix.
 fn in_namespace(ns: &str, len: &str, prefix: &str) -> String {
-    format!("(r.name = {ns} OR substr(r.name, 1, {len}) = {prefix})")
+    format!("(r.name = {ns} OR substr(r.name, 1, CAST({len} AS INTEGER)) = {prefix})")
 }
 
 fn charge_bytes_query(filter: &str) -> String {
     format!(
-        "SELECT sum(b.size) FROM blobs b
+        "SELECT CAST(sum(b.size) AS BIGINT) FROM blobs b
          WHERE b.deleting_at IS NULL AND b.digest IN (
            SELECT rb.digest FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
            WHERE {filter})"
@@ -148,124 +148,74 @@ impl Fold {
 const SQLITE_NS: &str = "substr(r.name, 1, instr(r.name || '/', '/') - 1)";
 const PG_NS: &str = "split_part(r.name, '/', 1)";
 
-#[async_trait]
-impl Usage for SqliteBackend {
-    async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>> {
-        let mut fold = Fold::new(since_ms);
-        let rows: Vec<RefRow> = sqlx::query_as(&refs_query(SQLITE_NS))
-            .fetch_all(self.reader())
-            .await?;
-        fold.add_all(rows);
-        let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(SQLITE_NS))
-            .fetch_all(self.reader())
-            .await?;
-        let charged: Vec<(String, i64)> = sqlx::query_as(&charged_query(SQLITE_NS))
-            .fetch_all(self.reader())
-            .await?;
-        Ok(fold.finish(counts, charged))
-    }
+/// `Usage` for one backend: the same queries (numbered `$n` parameters, which SQLite binds in
+/// order of appearance, and standard `CAST`s), over `$pool`, with `$ns` the backend's way of
+/// taking a repository name's first component.
+macro_rules! usage_impl {
+    ($backend:ty, $pool:ident, $ns:expr) => {
+        #[async_trait]
+        impl Usage for $backend {
+            async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>> {
+                let mut fold = Fold::new(since_ms);
+                let rows: Vec<RefRow> = sqlx::query_as(&refs_query($ns))
+                    .fetch_all(self.$pool())
+                    .await?;
+                fold.add_all(rows);
+                let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query($ns))
+                    .fetch_all(self.$pool())
+                    .await?;
+                let charged: Vec<(String, i64)> = sqlx::query_as(&charged_query($ns))
+                    .fetch_all(self.$pool())
+                    .await?;
+                Ok(fold.finish(counts, charged))
+            }
 
-    async fn stored(&self) -> Result<(u64, u64)> {
-        let (n, bytes): (i64, Option<i64>) =
-            sqlx::query_as("SELECT count(*), sum(size) FROM blobs WHERE deleting_at IS NULL")
-                .fetch_one(self.reader())
+            async fn stored(&self) -> Result<(u64, u64)> {
+                let (n, bytes): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT count(*), CAST(sum(size) AS BIGINT) FROM blobs
+                     WHERE deleting_at IS NULL",
+                )
+                .fetch_one(self.$pool())
                 .await?;
-        Ok((n as u64, bytes.unwrap_or(0) as u64))
-    }
+                Ok((n as u64, bytes.unwrap_or(0) as u64))
+            }
 
-    async fn charge(&self, namespace: &str) -> Result<Charge> {
-        let prefix = format!("{namespace}/");
-        let filter = in_namespace("?", "?", "?");
-        let bytes: Option<i64> = sqlx::query_scalar(&charge_bytes_query(&filter))
-            .bind(namespace)
-            .bind(prefix.len() as i64)
-            .bind(&prefix)
-            .fetch_one(self.reader())
-            .await?;
-        let artifacts: i64 = sqlx::query_scalar(&charge_artifacts_query(&filter))
-            .bind(namespace)
-            .bind(prefix.len() as i64)
-            .bind(&prefix)
-            .fetch_one(self.reader())
-            .await?;
-        Ok(Charge {
-            bytes: bytes.unwrap_or(0) as u64,
-            artifacts: artifacts as u64,
-        })
-    }
+            async fn charge(&self, namespace: &str) -> Result<Charge> {
+                let prefix = format!("{namespace}/");
+                let filter = in_namespace("$1", "$2", "$3");
+                let bytes: Option<i64> = sqlx::query_scalar(&charge_bytes_query(&filter))
+                    .bind(namespace)
+                    .bind(prefix.len() as i64)
+                    .bind(&prefix)
+                    .fetch_one(self.$pool())
+                    .await?;
+                let artifacts: i64 = sqlx::query_scalar(&charge_artifacts_query(&filter))
+                    .bind(namespace)
+                    .bind(prefix.len() as i64)
+                    .bind(&prefix)
+                    .fetch_one(self.$pool())
+                    .await?;
+                Ok(Charge {
+                    bytes: bytes.unwrap_or(0) as u64,
+                    artifacts: artifacts as u64,
+                })
+            }
 
-    async fn charged_for(&self, namespace: &str, digest: &Digest) -> Result<bool> {
-        let prefix = format!("{namespace}/");
-        let n: i64 = sqlx::query_scalar(&charged_for_query(&in_namespace("?", "?", "?"), "?"))
-            .bind(digest.to_string())
-            .bind(namespace)
-            .bind(prefix.len() as i64)
-            .bind(&prefix)
-            .fetch_one(self.reader())
-            .await?;
-        Ok(n > 0)
-    }
+            async fn charged_for(&self, namespace: &str, digest: &Digest) -> Result<bool> {
+                let prefix = format!("{namespace}/");
+                let filter = in_namespace("$2", "$3", "$4");
+                let n: i64 = sqlx::query_scalar(&charged_for_query(&filter, "$1"))
+                    .bind(digest.to_string())
+                    .bind(namespace)
+                    .bind(prefix.len() as i64)
+                    .bind(&prefix)
+                    .fetch_one(self.$pool())
+                    .await?;
+                Ok(n > 0)
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl Usage for PostgresBackend {
-    async fn namespaces(&self, since_ms: &[i64]) -> Result<Vec<NamespaceUsage>> {
-        let mut fold = Fold::new(since_ms);
-        let rows: Vec<RefRow> = sqlx::query_as(&refs_query(PG_NS))
-            .fetch_all(self.pool())
-            .await?;
-        fold.add_all(rows);
-        let counts: Vec<(String, i64)> = sqlx::query_as(&counts_query(PG_NS))
-            .fetch_all(self.pool())
-            .await?;
-        let charged: Vec<(String, i64)> =
-            sqlx::query_as(&charged_query(PG_NS).replace("sum(size)", "sum(size)::bigint"))
-                .fetch_all(self.pool())
-                .await?;
-        Ok(fold.finish(counts, charged))
-    }
-
-    async fn stored(&self) -> Result<(u64, u64)> {
-        let (n, bytes): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT count(*), sum(size)::bigint FROM blobs WHERE deleting_at IS NULL",
-        )
-        .fetch_one(self.pool())
-        .await?;
-        Ok((n as u64, bytes.unwrap_or(0) as u64))
-    }
-
-    async fn charge(&self, namespace: &str) -> Result<Charge> {
-        let prefix = format!("{namespace}/");
-        let filter = in_namespace("$1", "$2", "$3");
-        let bytes: Option<i64> = sqlx::query_scalar(
-            &charge_bytes_query(&filter).replace("sum(b.size)", "sum(b.size)::bigint"),
-        )
-        .bind(namespace)
-        .bind(prefix.len() as i32)
-        .bind(&prefix)
-        .fetch_one(self.pool())
-        .await?;
-        let artifacts: i64 = sqlx::query_scalar(&charge_artifacts_query(&filter))
-            .bind(namespace)
-            .bind(prefix.len() as i32)
-            .bind(&prefix)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(Charge {
-            bytes: bytes.unwrap_or(0) as u64,
-            artifacts: artifacts as u64,
-        })
-    }
-
-    async fn charged_for(&self, namespace: &str, digest: &Digest) -> Result<bool> {
-        let prefix = format!("{namespace}/");
-        let n: i64 = sqlx::query_scalar(&charged_for_query(&in_namespace("$2", "$3", "$4"), "$1"))
-            .bind(digest.to_string())
-            .bind(namespace)
-            .bind(prefix.len() as i32)
-            .bind(&prefix)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(n > 0)
-    }
-}
+usage_impl!(SqliteBackend, reader, SQLITE_NS);
+usage_impl!(PostgresBackend, pool, PG_NS);
