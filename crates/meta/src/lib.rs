@@ -201,6 +201,10 @@ pub struct MarkReport {
     pub dropped: u64,
     /// Recently linked or pinned: looked at again later.
     pub deferred: u64,
+    /// How long the pass held what requests wait for too: SQLite's single writer (its reads run
+    /// at idle CPU priority and hold nothing), or on PostgreSQL the whole pass. The collector
+    /// paces itself by this.
+    pub contended: std::time::Duration,
 }
 
 /// What a collection would reclaim now (a dry run).

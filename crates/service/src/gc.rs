@@ -11,22 +11,30 @@ use tracing::{debug, info, warn};
 
 use crate::{now_ms, Error, Registry, Result};
 
-/// Deleted manifests purged, and marked blobs swept, per metadata transaction, so no transaction
-/// holds the writer (SQLite) or row locks (PostgreSQL) for long.
+/// Deleted manifests purged per metadata transaction, so no transaction holds the writer
+/// (SQLite) or row locks (PostgreSQL) for long.
 const BATCH: u32 = 256;
-/// Queue entries looked at per mark pass. Marking reads the facts outside the writer and
-/// settles a batch in a few set-based statements, so it can take more at once.
-const MARK_BATCH: u32 = 1024;
-/// The share of wall time collection spends on metadata work while it runs: after each batch it
-/// pauses `1/DUTY - 1` times as long as the batch took, so requests waiting for the metadata
-/// store's writer (or for the CPU) go first and their latency stays close to idle.
-const DUTY: f64 = 0.5;
+/// Marked blobs swept per metadata transaction. Their rows sit on pages scattered over the blob
+/// table, so each one costs the writer a few page writes; 64 keeps a push that waits behind a
+/// sweep transaction within a few milliseconds of idle (bench/gc.py, per-phase figures).
+const SWEEP_BATCH: u32 = 64;
+/// Queue entries looked at per mark pass. The look-ups run outside the writer; the writes that
+/// settle a batch hold it, and a push waiting behind them waits that long. At 256 a batch holds
+/// SQLite's writer for a few milliseconds (a 1024-entry batch held it long enough to double push
+/// p99 in bench/gc.py).
+const MARK_BATCH: u32 = 256;
+/// The share of wall time collection spends on work requests contend with: after each batch it
+/// pauses `1/duty - 1` times as long as that work took, so requests waiting for the metadata
+/// store's writer (or for the CPU) go first and their latency stays close to idle. Marking counts
+/// only its writes (its look-ups run at idle CPU priority on SQLite); sweeping counts everything,
+/// storage deletes included, and runs at a lower duty because its writes touch scattered pages
+/// and its deletes take CPU in the kernel.
+const MARK_DUTY: f64 = 0.5;
+const SWEEP_DUTY: f64 = 1.0 / 3.0;
 /// A blob flagged as being deleted for this long belongs to a collector that stopped midway;
 /// another may finish the job. Far longer than one storage delete takes, so two collectors never
 /// delete the same blob's bytes while an upload re-publishes them (docs/gc.md, "Stalled sweeps").
 const STALLED_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Storage deletes in flight at once during a sweep.
-const STORAGE_DELETES: usize = 16;
 /// How long an upload waits for a sweep that is deleting the very blob it is publishing.
 const PIN_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -57,10 +65,10 @@ pub struct GcReport {
     pub sweep_time: Duration,
 }
 
-/// Pauses after a batch of collection work that took `took`, keeping collection to `DUTY` of
+/// Pauses after a batch of collection work that took `took`, keeping collection to `duty` of
 /// the wall time (and at least a couple of milliseconds between batches).
-async fn yield_to_requests(took: Duration) {
-    let pause = took.mul_f64(1.0 / DUTY - 1.0).max(Duration::from_millis(2));
+async fn yield_to_requests(took: Duration, duty: f64) {
+    let pause = took.mul_f64(1.0 / duty - 1.0).max(Duration::from_millis(2));
     tokio::time::sleep(pause).await;
 }
 
@@ -107,7 +115,6 @@ impl Registry {
         let started = std::time::Instant::now();
         let mut after = None;
         loop {
-            let batch = std::time::Instant::now();
             let (m, last) = self
                 .meta
                 .gc()
@@ -121,7 +128,9 @@ impl Registry {
             if m.examined < u64::from(MARK_BATCH) {
                 break;
             }
-            yield_to_requests(batch.elapsed()).await;
+            // Paced by the time the batch held what requests wait for (SQLite's reads run at
+            // idle priority and are not counted).
+            yield_to_requests(m.contended, MARK_DUTY).await;
         }
 
         report.mark_time = started.elapsed();
@@ -141,7 +150,11 @@ impl Registry {
         let mut after = None;
         loop {
             let took = std::time::Instant::now();
-            let batch = self.meta.gc().marked(cutoff, after.as_ref(), BATCH).await?;
+            let batch = self
+                .meta
+                .gc()
+                .marked(cutoff, after.as_ref(), SWEEP_BATCH)
+                .await?;
             after = batch.last().cloned();
             let now = now_ms();
             let flagged = self
@@ -155,7 +168,7 @@ impl Registry {
                     self.blobs.blob_delete(&digest).await?;
                     Ok((digest, size))
                 })
-                .buffer_unordered(STORAGE_DELETES)
+                .buffer_unordered(self.blobs.delete_concurrency())
                 .collect()
                 .await;
             let mut gone = Vec::with_capacity(deleted.len());
@@ -167,10 +180,10 @@ impl Registry {
                 gone.push(digest);
             }
             self.meta.gc().finish_delete_many(&gone).await?;
-            if batch.len() < BATCH as usize {
+            if batch.len() < SWEEP_BATCH as usize {
                 break;
             }
-            yield_to_requests(took.elapsed()).await;
+            yield_to_requests(took.elapsed(), SWEEP_DUTY).await;
         }
         report.sweep_time = started.elapsed();
         if report.swept > 0 || report.resumed > 0 || report.purged > 0 {

@@ -247,6 +247,12 @@ impl BlobBackend for FsBackend {
         Ok(())
     }
 
+    fn delete_concurrency(&self) -> usize {
+        // Measured with bench/gc.py's load beside 64 unlinks every 60 ms: 16 at once raised push
+        // p99 from 9 ms to 15 ms, one at a time to 12 ms.
+        1
+    }
+
     async fn blob_quarantine(&self, digest: &Digest, at_ms: i64) -> Result<bool> {
         let target = self.path(&layout::quarantine_key(digest, at_ms));
         let parent = target.parent().expect("quarantine keys have a parent");

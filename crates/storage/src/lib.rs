@@ -98,6 +98,10 @@ trait BlobBackend: Send + Sync {
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
     async fn blob_read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead>;
     async fn blob_delete(&self, digest: &Digest) -> Result<()>;
+    /// How many `blob_delete`s a bulk deletion (a sweep) should have in flight at once.
+    fn delete_concurrency(&self) -> usize {
+        16
+    }
     async fn blob_quarantine(&self, digest: &Digest, at_ms: i64) -> Result<bool>;
     /// A URL anyone may GET the blob from until `expires`, if the backend can sign one.
     async fn presign_get(&self, _digest: &Digest, _expires: Duration) -> Result<Option<String>> {
@@ -185,6 +189,13 @@ impl BlobStore {
     /// Removes a blob. Missing is not an error.
     pub async fn blob_delete(&self, digest: &Digest) -> Result<()> {
         self.backend.blob_delete(digest).await
+    }
+
+    /// How many deletions a bulk deletion should keep in flight: many for an object store, where
+    /// each is a round trip; one on a filesystem, where a burst of parallel unlinks lengthens
+    /// every concurrent fsync (they share the journal) and so the pushes that wait for one.
+    pub fn delete_concurrency(&self) -> usize {
+        self.backend.delete_concurrency()
     }
 
     /// Moves a blob's bytes out of its content address to `layout::quarantine_key(digest, at_ms)`

@@ -80,6 +80,7 @@ impl PostgresBackend {
         after: Option<&Digest>,
         limit: u32,
     ) -> Result<(MarkReport, Option<Digest>)> {
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let locked: Vec<String> = sqlx::query_scalar(
             "SELECT digest FROM gc_queue WHERE marked_at IS NULL AND due_at <= $1 AND digest > $3
@@ -129,6 +130,7 @@ impl PostgresBackend {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        report.contended = started.elapsed();
         Ok((report, last))
     }
 

@@ -103,7 +103,8 @@ impl Gc for SqliteBackend {
         after: Option<&Digest>,
         limit: u32,
     ) -> Result<(MarkReport, Option<Digest>)> {
-        // The facts are read on a reader connection, so the writer is held only for the writes.
+        // The facts are read on the background connection (idle CPU priority, see
+        // `SqliteBackend::open`), so the writer is held only for the writes.
         // That is safe because marking is advisory (`begin_delete` re-checks everything in the
         // writer) and every write below is guarded by the entry's generation. The queue is
         // clustered on digest (WITHOUT ROWID, migration 0011) and walked along it, so a batch's
@@ -115,7 +116,7 @@ impl Gc for SqliteBackend {
         .bind(after.map(Digest::to_string).unwrap_or_default())
         .bind(now_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&self.background)
         .await?;
         let last = rows.last().map(|r| parse(&look(r).digest)).transpose()?;
         let settle = Settle::sort(&rows, now_ms, grace_ms);
@@ -124,10 +125,12 @@ impl Gc for SqliteBackend {
             marked: settle.eligible.len() as u64,
             dropped: settle.drop.len() as u64,
             deferred: settle.defer.len() as u64,
+            contended: std::time::Duration::ZERO,
         };
         if rows.is_empty() {
             return Ok((report, last));
         }
+        let started = std::time::Instant::now();
         let mut tx = self.begin().await?;
         settle.apply(&mut tx).await?;
         if !settle.eligible.is_empty() {
@@ -143,6 +146,10 @@ impl Gc for SqliteBackend {
             .await?;
         }
         tx.commit().await?;
+        let report = MarkReport {
+            contended: started.elapsed(),
+            ..report
+        };
         Ok((report, last))
     }
 
@@ -160,7 +167,7 @@ impl Gc for SqliteBackend {
         .bind(after.map(Digest::to_string).unwrap_or_default())
         .bind(marked_before_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&self.background)
         .await?;
         rows.iter().map(|s| parse(s)).collect()
     }
