@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use bonded_service::Page;
 use bonded_types::{media_types, Digest, Reference, RepoName};
 use http_body_util::{BodyExt, Limited};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::{Code, OciError};
 use crate::metrics::{KindLabels, OutcomeLabels, PullLabels};
@@ -33,31 +33,45 @@ fn page_size(req: &Req) -> Result<Option<u32>, OciError> {
         .transpose()
 }
 
-fn json_page<T: ToString>(
-    mut body: serde_json::Value,
+fn json_page<T: ToString + Serialize>(
+    name: Option<&str>,
     key: &str,
     page: &Page<T>,
     next: impl Fn(&str, usize) -> String,
     n: Option<u32>,
-) -> Response {
-    let items: Vec<String> = page.items.iter().map(|t| t.to_string()).collect();
-    body[key] = json!(items);
-    let mut resp = (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+) -> Result<Response, OciError> {
+    // Serialized straight from the page: a 10,000-tag listing is one pass, no JSON tree.
+    let mut out = Vec::with_capacity(64 + page.items.len() * 16);
+    let written = {
+        use serde::ser::{SerializeMap, Serializer};
+        let mut ser = serde_json::Serializer::new(&mut out);
+        ser.serialize_map(None).and_then(|mut map| {
+            if let Some(name) = name {
+                map.serialize_entry("name", name)?;
+            }
+            map.serialize_entry(key, &page.items)?;
+            map.end()
+        })
+    };
+    written.map_err(|e| {
+        OciError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Unknown,
+            format!("cannot write the listing: {e}"),
+        )
+    })?;
+    let mut resp = ([(header::CONTENT_TYPE, "application/json")], out).into_response();
     if page.more {
-        if let Some(last) = items.last() {
-            let n = n.map(|n| n as usize).unwrap_or(items.len());
+        if let Some(last) = page.items.last() {
+            let n = n.map(|n| n as usize).unwrap_or(page.items.len());
             set(
                 &mut resp,
                 "link",
-                &format!("<{}>; rel=\"next\"", next(last, n)),
+                &format!("<{}>; rel=\"next\"", next(&last.to_string(), n)),
             );
         }
     }
-    resp
+    Ok(resp)
 }
 
 /// One `Bonded-Policy-Warning` header per supply-chain rule in warn mode that was not satisfied.
@@ -91,13 +105,13 @@ pub(crate) async fn catalog(state: &AppState, req: &Req) -> Result<Response, Oci
                 .await?
         }
     };
-    Ok(json_page(
-        json!({}),
+    json_page(
+        None,
         "repositories",
         &page,
         |last, n| format!("/v2/_catalog?n={n}&last={last}"),
         n,
-    ))
+    )
 }
 
 pub(crate) async fn tags(
@@ -107,13 +121,13 @@ pub(crate) async fn tags(
 ) -> Result<Response, OciError> {
     let n = page_size(req)?;
     let page = state.registry.tags_list(repo, n, req.query("last")).await?;
-    Ok(json_page(
-        json!({ "name": repo.as_str() }),
+    json_page(
+        Some(repo.as_str()),
         "tags",
         &page,
         |last, n| format!("/v2/{repo}/tags/list?n={n}&last={last}"),
         n,
-    ))
+    )
 }
 
 pub(crate) async fn get(

@@ -190,10 +190,12 @@ async fn suite(meta: MetaStore) {
             .await
             .unwrap();
     }
-    let page = meta.tags().list(&a, 2, None).await.unwrap();
+    let page = meta.tags().list(&a, 2, None).await.unwrap().unwrap();
     assert_eq!(page, vec![tag("a2"), tag("b")]);
-    let page = meta.tags().list(&a, 10, Some("b")).await.unwrap();
+    let page = meta.tags().list(&a, 10, Some("b")).await.unwrap().unwrap();
     assert_eq!(page, vec![tag("c"), tag("latest"), tag("v1")]);
+    let nowhere: RepoName = "no/such/repo".parse().unwrap();
+    assert_eq!(meta.tags().list(&nowhere, 10, None).await.unwrap(), None);
     assert_eq!(
         meta.repos().list(10, None).await.unwrap(),
         vec![a.clone(), b.clone()]
@@ -215,7 +217,7 @@ async fn suite(meta: MetaStore) {
     let gone = meta.manifests().delete(&a, &d('a')).await.unwrap();
     assert_eq!(gone.tags_removed.len(), 5);
     assert_eq!(
-        meta.tags().list(&a, 10, None).await.unwrap(),
+        meta.tags().list(&a, 10, None).await.unwrap().unwrap(),
         Vec::<Tag>::new()
     );
 }
@@ -242,7 +244,7 @@ async fn delete_suite(meta: MetaStore) {
     let gone = meta.manifests().delete(&a, &d('a')).await.unwrap();
     assert_eq!(gone.tags_removed, vec![tag("v1"), tag("v2")]);
     assert!(meta.manifests().get(&a, &d('a')).await.unwrap().is_none());
-    assert!(meta.tags().list(&a, 10, None).await.unwrap().is_empty());
+    assert_eq!(meta.tags().list(&a, 10, None).await.unwrap(), Some(vec![]));
     assert!(matches!(
         meta.manifests().delete(&a, &d('a')).await,
         Err(MetaError::NotFound)
@@ -309,9 +311,9 @@ async fn listings_sort_bytewise(meta: MetaStore) {
     assert_eq!(listed, repos.iter().map(|r| repo(r)).collect::<Vec<_>>());
     let listed = meta.repos().list(100, Some("a/b")).await.unwrap();
     assert_eq!(listed, vec![repo("a_b"), repo("ab")]);
-    let listed = meta.tags().list(&x, 100, None).await.unwrap();
+    let listed = meta.tags().list(&x, 100, None).await.unwrap().unwrap();
     assert_eq!(listed, tags.iter().map(|t| tag(t)).collect::<Vec<_>>());
-    let listed = meta.tags().list(&x, 2, Some("Z9")).await.unwrap();
+    let listed = meta.tags().list(&x, 2, Some("Z9")).await.unwrap().unwrap();
     assert_eq!(listed, vec![tag("_x"), tag("a")]);
     let pointing = meta.tags().pointing_at(&x, &d('a')).await.unwrap();
     assert_eq!(pointing, tags.iter().map(|t| tag(t)).collect::<Vec<_>>());
@@ -385,7 +387,7 @@ async fn racing_tag_moves_end_at_one_pushed_digest(nodes: &[MetaStore]) {
             Some(winner.clone())
         );
         assert_eq!(
-            meta.tags().list(&r, 100, None).await.unwrap(),
+            meta.tags().list(&r, 100, None).await.unwrap().unwrap(),
             vec![latest.clone()]
         );
         assert_eq!(

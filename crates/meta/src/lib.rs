@@ -393,8 +393,9 @@ pub trait Manifests: Send + Sync {
 #[async_trait]
 pub trait Tags: Send + Sync {
     async fn resolve(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>>;
-    /// Tags in lexical order after `last`, at most `n`.
-    async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Vec<Tag>>;
+    /// Tags in lexical order after `last`, at most `n`; `None` if there is no such repository
+    /// (one statement answers both, so a listing is one round trip).
+    async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Option<Vec<Tag>>>;
     /// Tags pointing at a manifest.
     async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>>;
     async fn delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;

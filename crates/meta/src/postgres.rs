@@ -1041,17 +1041,20 @@ impl Tags for PostgresBackend {
         parse_opt(d)
     }
 
-    async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Vec<Tag>> {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
-             WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
+    async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Option<Vec<Tag>>> {
+        // No row: no such repository.
+        let row: Option<(i64, Vec<String>)> = sqlx::query_as(
+            "SELECT r.id, ARRAY(SELECT t.name FROM tags t WHERE t.repo_id = r.id AND t.name > $2
+                                ORDER BY t.name LIMIT $3)
+             FROM repositories r WHERE r.name = $1",
         )
         .bind(repo.as_str())
         .bind(last.unwrap_or(""))
         .bind(i64::from(n))
-        .fetch_all(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        rows.iter().map(|s| parse(s)).collect()
+        row.map(|(_, names)| names.iter().map(|s| parse(s)).collect())
+            .transpose()
     }
 
     async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {

@@ -1031,23 +1031,22 @@ impl Tags for SqliteBackend {
         parse_opt(d)
     }
 
-    async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Vec<Tag>> {
+    async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Option<Vec<Tag>>> {
         // One row for the whole page: sqlx hands SQLite rows over a channel one at a time, which
-        // dominated listing large repositories. Tags cannot contain a newline.
-        let joined: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(name, char(10) ORDER BY name) FROM (
-               SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repo_id
-               WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?)",
+        // dominated listing large repositories. Tags cannot contain a newline. No row: no such
+        // repository.
+        let row: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT r.id, (SELECT group_concat(name, char(10) ORDER BY name) FROM (
+                 SELECT t.name FROM tags t WHERE t.repo_id = r.id AND t.name > ?
+                 ORDER BY t.name LIMIT ?))
+             FROM repositories r WHERE r.name = ?",
         )
-        .bind(repo.as_str())
         .bind(last.unwrap_or(""))
         .bind(n as i64)
-        .fetch_one(&self.reader)
+        .bind(repo.as_str())
+        .fetch_optional(&self.reader)
         .await?;
-        joined
-            .as_deref()
-            .map(|j| j.split('\n').map(parse).collect())
-            .unwrap_or_else(|| Ok(Vec::new()))
+        row.map(|(_, joined)| split_list(joined)).transpose()
     }
 
     async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {

@@ -28,11 +28,11 @@ impl Registry {
         n: Option<u32>,
         last: Option<&str>,
     ) -> Result<Page<Tag>> {
-        if !self.meta.repos().exists(repo).await? {
-            return Err(Error::NotFound(Missing::Repository));
-        }
         let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        Ok(page(self.meta.tags().list(repo, n + 1, last).await?, n))
+        match self.meta.tags().list(repo, n + 1, last).await? {
+            Some(tags) => Ok(page(tags, n)),
+            None => Err(Error::NotFound(Missing::Repository)),
+        }
     }
 
     pub async fn catalog(&self, n: Option<u32>, last: Option<&str>) -> Result<Page<RepoName>> {
