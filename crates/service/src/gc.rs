@@ -15,9 +15,10 @@ use crate::{now_ms, Error, Registry, Result};
 /// (SQLite) or row locks (PostgreSQL) for long.
 const BATCH: u32 = 256;
 /// Marked blobs swept per metadata transaction. Their rows sit on pages scattered over the blob
-/// table, so each one costs the writer a few page writes; 64 keeps a push that waits behind a
-/// sweep transaction within a few milliseconds of idle (bench/gc.py, per-phase figures).
-const SWEEP_BATCH: u32 = 64;
+/// table, so each one costs the writer a few page writes; at 32 a push that waits behind a sweep
+/// transaction stays within a few milliseconds of idle (bench/gc.py, per-phase figures: push p99
+/// while sweeping 1.58x idle at 32, 1.83x at 64, same build otherwise).
+const SWEEP_BATCH: u32 = 32;
 /// Queue entries looked at per mark pass. The look-ups run outside the writer; the writes that
 /// settle a batch hold it, and a push waiting behind them waits that long. At 256 a batch holds
 /// SQLite's writer for a few milliseconds (a 1024-entry batch held it long enough to double push
