@@ -6,11 +6,11 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use common::{Server, ADMIN_PASSWORD};
+use common::{interop_dir, Server, ADMIN_PASSWORD};
 use serde_json::Value;
 
 fn ensure_tools() {
@@ -32,10 +32,6 @@ fn ensure_tools() {
     if let Err(e) = r {
         panic!("test tools unavailable; run scripts/install-test-tools.sh as root: {e}");
     }
-}
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {

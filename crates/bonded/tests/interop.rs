@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::interop_dir;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -38,10 +40,6 @@ const ACCEPT_ALL: &str = "application/vnd.oci.image.manifest.v1+json, \
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn interop_dir() -> PathBuf {
-    manifest_dir().join("tests").join("interop")
 }
 
 /// Runs `scripts/install-test-tools.sh` once per test process; panics (in every test) if it

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::Server;
+use common::{interop_dir, Server};
 use sha2::{Digest as _, Sha256};
 
 struct Tools {
@@ -60,12 +60,6 @@ impl Tools {
         );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
-}
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
 }
 
 /// The sha256 of the manifest the registry serves for `reference` (via skopeo).

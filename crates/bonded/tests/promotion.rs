@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bin, Server, ADMIN_PASSWORD};
+use common::{bin, interop_dir, verified_dsse, Server, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -119,12 +119,6 @@ impl Env {
         std::fs::write(&p, body.to_string()).unwrap();
         p.to_str().unwrap().to_string()
     }
-}
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
 }
 
 fn sha256(b: &[u8]) -> String {
@@ -466,23 +460,13 @@ fn prod_is_pulled_by_skopeo_rolled_back_in_one_call_and_protected_from_deletion(
     };
     let env_file = env.path("promotion.dsse.json");
     std::fs::write(&env_file, &envelope).unwrap();
-    let o = Command::new("python3")
-        .arg(interop_dir().join("verify_dsse.py"))
-        .args([
-            env_file.to_str().unwrap(),
-            pem.to_str().unwrap(),
-            key["key_id"].as_str().unwrap(),
-            &v2,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "in-toto tooling refused the promotion attestation:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let summary = verified_dsse(
+        &env_file,
+        &pem,
+        key["key_id"].as_str().unwrap(),
+        &v2,
+        "the promotion attestation",
     );
-    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
         summary["predicateType"],
         json!("https://slsa.dev/verification_summary/v1")

@@ -15,7 +15,7 @@ use bonded_supply::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use bonded_supply::keys::{Algorithm as KeyAlg, SigningKey};
 use bonded_supply::media::{Kind, DSSE_ENVELOPE};
 use bonded_supply::statement::{predicate_types, Statement, Subject};
-use common::{bin, Server};
+use common::{bin, interop_dir, verified_dsse, verify_dsse, Server};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -246,12 +246,6 @@ fn python_tools() {
     );
 }
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-}
-
 /// The envelope of the first referrer of `kind`, fetched through the OCI API.
 fn fetch_envelope(env: &Env, repo: &str, digest: &str, kind: Kind) -> Vec<u8> {
     let (_, _, body) = http(
@@ -376,37 +370,12 @@ fn skopeo_pull_of_prod_tag_is_refused_unsigned_allowed_signed_and_refused_after_
     let envelope = fetch_envelope(&env, "prod/app", &digest, Kind::Signature);
     let env_file = env.path("envelope.json");
     std::fs::write(&env_file, &envelope).unwrap();
-    let o = Command::new("python3")
-        .arg(interop_dir().join("verify_dsse.py"))
-        .args([
-            env_file.to_str().unwrap(),
-            public.to_str().unwrap(),
-            &key_id,
-            &digest,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "securesystemslib/in-toto refused bonded's signature:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let summary = verified_dsse(&env_file, &public, &key_id, &digest, "bonded's signature");
     assert_eq!(summary["scheme"], "ecdsa-sha2-nistp256");
     assert_eq!(summary["predicateType"], predicate_types::SIGNATURE);
     // ... and refuses it under another key.
     let (_, other_public, _) = env.key("other", "ecdsa-p256");
-    let o = Command::new("python3")
-        .arg(interop_dir().join("verify_dsse.py"))
-        .args([
-            env_file.to_str().unwrap(),
-            other_public.to_str().unwrap(),
-            &key_id,
-            &digest,
-        ])
-        .output()
-        .unwrap();
+    let o = verify_dsse(&env_file, &other_public, &key_id, &digest);
     assert!(!o.status.success());
 
     // Revoked: the same signature stops counting.
@@ -994,23 +963,7 @@ fn ed25519_signatures_and_provenance_verify_with_securesystemslib() {
         let envelope = fetch_envelope(&env, "dev/app", &digest, kind);
         let file = env.path("envelope.json");
         std::fs::write(&file, &envelope).unwrap();
-        let o = Command::new("python3")
-            .arg(interop_dir().join("verify_dsse.py"))
-            .args([
-                file.to_str().unwrap(),
-                public.to_str().unwrap(),
-                &key_id,
-                &digest,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{kind:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let v = verified_dsse(&file, &public, &key_id, &digest, &format!("{kind:?}"));
         assert_eq!(v["scheme"], "ed25519");
     }
 }

@@ -8,11 +8,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, Server};
+use common::{bin, verified_dsse, Server};
 use serde_json::{json, Value};
 
 fn ok(args: &[&str]) -> String {
@@ -174,12 +174,6 @@ fn reports(s: &Server, repo: &str, digest: &str) -> Vec<Value> {
     body["manifests"].as_array().unwrap().clone()
 }
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-}
-
 /// Verifies the report referrer `report` of `repo@digest` with securesystemslib and in-toto
 /// under the registry's published key; returns the signed statement.
 fn verify_report(s: &Server, dir: &Path, repo: &str, digest: &str, report: &str) -> Value {
@@ -195,23 +189,13 @@ fn verify_report(s: &Server, dir: &Path, repo: &str, digest: &str, report: &str)
     assert_eq!(status, 200);
     let file = dir.join("report.dsse.json");
     std::fs::write(&file, &envelope).unwrap();
-    let o = Command::new("python3")
-        .arg(interop_dir().join("verify_dsse.py"))
-        .args([
-            file.to_str().unwrap(),
-            pem.to_str().unwrap(),
-            key["key_id"].as_str().unwrap(),
-            digest,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "in-toto tooling refused the vulnerability report:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let summary = verified_dsse(
+        &file,
+        &pem,
+        key["key_id"].as_str().unwrap(),
+        digest,
+        "the vulnerability report",
     );
-    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
         summary["predicateType"],
         json!("https://cosign.sigstore.dev/attestation/vuln/v1")

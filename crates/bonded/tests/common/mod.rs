@@ -11,6 +11,52 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `crates/bonded/tests/interop`: the client scripts and SDK helpers the interop tests drive.
+pub fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("interop")
+}
+
+/// Runs `interop/verify_dsse.py` (securesystemslib and in-toto) on the DSSE envelope in
+/// `envelope`, under the PEM public key `public_pem` with id `key_id`, for the subject `digest`.
+pub fn verify_dsse(
+    envelope: &Path,
+    public_pem: &Path,
+    key_id: &str,
+    digest: &str,
+) -> std::process::Output {
+    Command::new("python3")
+        .arg(interop_dir().join("verify_dsse.py"))
+        .args([
+            envelope.to_str().unwrap(),
+            public_pem.to_str().unwrap(),
+            key_id,
+            digest,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// [`verify_dsse`], which must accept the envelope (`what` names it in the failure); returns
+/// the script's JSON summary (scheme, predicate type, ...).
+pub fn verified_dsse(
+    envelope: &Path,
+    public_pem: &Path,
+    key_id: &str,
+    digest: &str,
+    what: &str,
+) -> serde_json::Value {
+    let o = verify_dsse(envelope, public_pem, key_id, digest);
+    assert!(
+        o.status.success(),
+        "in-toto tooling refused {what}:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A running `bonded serve` process. Killed on drop.
 pub struct Server {
     pub child: Child,
