@@ -760,6 +760,11 @@ def main():
         dt = time.perf_counter() - t0
         log(f"  setup: {s.name:16} {NTAGS} tags PUT in {dt:.1f}s ({NTAGS / dt:.0f}/s, 4 Python keep-alive clients)")
 
+    def touch(s, t):
+        st, _, body = s.req("PUT", f"/v2/bench/man/manifests/{t}", manifest, {"Content-Type": OCI_MANIFEST})
+        if st != 201:
+            die(f"{s.name}: manifest PUT {t} -> {st} {body[:300]!r}")
+
     def list_one(s, q):
         c = s.conn()
         t0 = time.perf_counter()
@@ -796,6 +801,20 @@ def main():
             if len(got) > PAGE and nreq == 1:
                 msg += f"  [ignored n={PAGE}: one page held all]"
             log(msg)
+            # Cold: right after a write (a manifest PUT elsewhere), which empties bonded's read
+            # caches; what a listing costs when it cannot be answered from memory.
+            touch(s, f"touch-{rep}-a")
+            dt, nreq, got = list_paginated(s)
+            ok = sorted(got) == tags
+            record("list_paged_cold", s.name, 1 / dt if ok else float("nan"), "lists/s")
+            msg = f"  rep {rep + 1} {s.name:16} after a write: paginated {dt * 1000:8.1f} ms ({len(got)} tags{'' if ok else ' WRONG'})"
+            if s.name in single_q:
+                touch(s, f"touch-{rep}-b")
+                dt1, st, t_, _ = list_one(s, single_q[s.name])
+                ok1 = sorted(t_) == tags
+                record("list_one_cold", s.name, 1 / dt1 if ok1 else float("nan"), "lists/s")
+                msg += f";  one request {dt1 * 1000:8.1f} ms ({len(t_)} tags{'' if ok1 else ' WRONG'})"
+            log(msg)
             if not ok:
                 log(f"  WARNING: {s.name} paginated listing returned {len(got)} tags, {len(set(got))} distinct")
 
@@ -818,6 +837,8 @@ def main():
         (f"(c) manifest PUT new tag, {WRK_CONNS} conns", "put", "req/s", None),
         (f"(d) list {NTAGS} tags, n={PAGE} pages", "list_paged", "lists/s", None),
         (f"(d) list {NTAGS} tags, one request", "list_one", "lists/s", None),
+        (f"(d) ... n={PAGE} pages, after a write", "list_paged_cold", "lists/s", None),
+        (f"(d) ... one request, after a write", "list_one_cold", "lists/s", None),
     ]
     med = {(k, n): median(results.get((k, n), [])) for _, k, _, _ in rows for n in names}
     for k in ("push_1g_durable", "list_paged_ms", "list_one_ms"):

@@ -1,12 +1,16 @@
 //! SQLite backend. One writer connection (SQLite allows one writer; a single connection avoids
-//! lock-upgrade deadlocks between our own transactions), a pool of readers over WAL, and one
-//! background connection (idle CPU priority) that reads for garbage collection and checkpoints
-//! the log but never writes. Because every write goes through the one writer connection, transactions here are serializable;
-//! garbage collection (`sqlite/gc.rs`) relies on it.
+//! lock-upgrade deadlocks between our own transactions), a pool of readers over WAL, one
+//! background connection (idle CPU priority) that reads for garbage collection, and one that
+//! checkpoints the log; neither writes rows. Because every write goes through the one writer
+//! connection, transactions here are serializable; garbage collection (`sqlite/gc.rs`) relies on
+//! it. Manifest writes are committed in groups (`sqlite/group.rs`) and manifest reads cached
+//! until the next commit (`sqlite/cache.rs`).
 
 mod gc;
 
 mod access;
+mod cache;
+mod group;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -47,7 +51,7 @@ use bonded_types::{Digest, RepoName, Tag, UploadId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 use crate::{
     now_ms, Blobs, Deleted, DeletedManifest, LinkedBlob, ManifestInfo, ManifestRecord, Manifests,
@@ -57,9 +61,17 @@ use crate::{
 pub(crate) struct SqliteBackend {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// One read-only connection for background work (garbage collection's look-ups): its worker
-    /// thread is scheduled as idle, so those queries get only the CPU requests leave unused.
+    /// One connection for background reads (garbage collection's look-ups): its worker thread is
+    /// scheduled as idle, so those queries get only the CPU requests leave unused.
     background: SqlitePool,
+    /// The wal-index header, which changes with every commit (see `sqlite/cache.rs`).
+    wal: cache::WalStamp,
+    /// Manifests read since the last commit, by repository and reference.
+    manifests: cache::Cache<ManifestRecord>,
+    /// Tag pages read since the last commit, by repository, page size and start.
+    tag_pages: cache::Cache<Vec<Tag>>,
+    /// Manifest writes, committed in groups (see `sqlite/group.rs`).
+    group: group::GroupCommit,
     /// Dropped with the backend, which stops the checkpointer.
     _checkpointer: tokio::sync::oneshot::Sender<()>,
 }
@@ -89,6 +101,10 @@ where
 {
     s.as_deref().map(parse).transpose()
 }
+
+/// Budgets of the read caches (`sqlite/cache.rs`).
+const MANIFEST_CACHE_BYTES: usize = 32 << 20;
+const TAG_PAGE_CACHE_BYTES: usize = 16 << 20;
 
 /// The collation the background connection's thread is lowered through (see `open`).
 const BACKGROUND_COLLATION: &str = "bonded_background";
@@ -127,7 +143,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// behind (SQLite's default is 1000).
 const WAL_BACKSTOP_PAGES: u32 = 20_000;
 
-/// Checkpoints the write-ahead log on the background connection until `stop` fires (or its
+/// Checkpoints the write-ahead log on its own connection until `stop` fires (or its
 /// sender is dropped). Left to SQLite, the commit that grows the log past 1000 pages does the
 /// checkpoint itself, on the one writer: a push then waits for megabytes of page copies and an
 /// fsync of the database file, and everyone queued behind it waits too. A passive checkpoint
@@ -187,20 +203,31 @@ impl SqliteBackend {
                     Ok(())
                 })
             })
-            .connect_with(opts.thread_name(|id| format!("sqlite-bg-{id}")).collation(
-                BACKGROUND_COLLATION,
-                |a, b| {
-                    background_thread();
-                    a.cmp(b)
-                },
-            ))
+            .connect_with(
+                opts.clone()
+                    .thread_name(|id| format!("sqlite-bg-{id}"))
+                    .collation(BACKGROUND_COLLATION, |a, b| {
+                        background_thread();
+                        a.cmp(b)
+                    }),
+            )
+            .await?;
+        // Checkpoints run at normal priority: at idle priority they starved under sustained
+        // writes, the log grew to the backstop and every read had to search it.
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
             .await?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        tokio::spawn(checkpoints(background.clone(), stopped));
+        tokio::spawn(checkpoints(checkpointer, stopped));
         Ok(SqliteBackend {
-            writer,
+            writer: writer.clone(),
             reader,
             background,
+            wal: cache::WalStamp::new(path),
+            manifests: cache::Cache::new(MANIFEST_CACHE_BYTES),
+            tag_pages: cache::Cache::new(TAG_PAGE_CACHE_BYTES),
+            group: group::GroupCommit::start(writer.clone()),
             _checkpointer: stop,
         })
     }
@@ -218,19 +245,110 @@ impl SqliteBackend {
     }
 }
 
-async fn ensure_repo(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<i64> {
+async fn ensure_repo(conn: &mut SqliteConnection, repo: &RepoName) -> Result<i64> {
     sqlx::query(
         "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
     )
     .bind(repo.as_str())
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
         .bind(repo.as_str())
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?;
     Ok(id)
+}
+
+/// Stores a manifest and points its tag, inside the caller's transaction (see
+/// [`Manifests::put`]).
+async fn put_manifest(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    m: &NewManifest,
+    tag: Option<(&Tag, TagWrite)>,
+) -> Result<()> {
+    let id = ensure_repo(conn, repo).await?;
+    for blob in &m.blobs {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = ? AND digest = ?")
+                .bind(id)
+                .bind(blob.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if found.is_none() {
+            return Err(MetaError::MissingReference(blob.clone()));
+        }
+    }
+    for child in &m.manifests {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ? AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(child.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if found.is_none() {
+            return Err(MetaError::MissingReference(child.clone()));
+        }
+    }
+    let digest = m.digest.to_string();
+    sqlx::query(
+        "INSERT INTO manifests
+           (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (repo_id, digest) DO UPDATE SET deleted_at = NULL",
+    )
+    .bind(id)
+    .bind(&digest)
+    .bind(m.media_type.as_str())
+    .bind(m.artifact_type.as_ref().map(|a| a.as_str()))
+    .bind(m.subject.as_ref().map(|s| s.to_string()))
+    .bind(m.annotations.as_deref())
+    .bind(m.content.len() as i64)
+    .bind(&m.content)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    let refs = m
+        .blobs
+        .iter()
+        .map(|d| (d, "blob"))
+        .chain(m.manifests.iter().map(|d| (d, "manifest")));
+    for (child, kind) in refs {
+        sqlx::query(
+            "INSERT INTO manifest_refs (repo_id, manifest, child, kind) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(&digest)
+        .bind(child.to_string())
+        .bind(kind)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some((tag, mode)) = tag {
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = ? AND name = ?")
+                .bind(id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if mode == TagWrite::Immutable && current.as_deref().is_some_and(|c| c != digest) {
+            return Err(MetaError::TagImmutable(tag.clone()));
+        }
+        sqlx::query(
+            "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(tag.as_str())
+        .bind(&digest)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Queues a blob that was just linked: if it was marked for collection, it is not any more.
@@ -572,113 +690,50 @@ impl Manifests for SqliteBackend {
         m: &NewManifest,
         tag: Option<(&Tag, TagWrite)>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let id = ensure_repo(&mut tx, repo).await?;
-        for blob in &m.blobs {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = ? AND digest = ?")
-                    .bind(id)
-                    .bind(blob.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Err(MetaError::MissingReference(blob.clone()));
-            }
-        }
-        for child in &m.manifests {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ? AND deleted_at IS NULL",
-            )
-            .bind(id)
-            .bind(child.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if found.is_none() {
-                return Err(MetaError::MissingReference(child.clone()));
-            }
-        }
-        let digest = m.digest.to_string();
-        sqlx::query(
-            "INSERT INTO manifests
-               (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (repo_id, digest) DO UPDATE SET deleted_at = NULL",
-        )
-        .bind(id)
-        .bind(&digest)
-        .bind(m.media_type.as_str())
-        .bind(m.artifact_type.as_ref().map(|a| a.as_str()))
-        .bind(m.subject.as_ref().map(|s| s.to_string()))
-        .bind(m.annotations.as_deref())
-        .bind(m.content.len() as i64)
-        .bind(&m.content)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        let refs = m
-            .blobs
-            .iter()
-            .map(|d| (d, "blob"))
-            .chain(m.manifests.iter().map(|d| (d, "manifest")));
-        for (child, kind) in refs {
-            sqlx::query(
-                "INSERT INTO manifest_refs (repo_id, manifest, child, kind) VALUES (?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .bind(&digest)
-            .bind(child.to_string())
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some((tag, mode)) = tag {
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = ? AND name = ?")
-                    .bind(id)
-                    .bind(tag.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if mode == TagWrite::Immutable && current.as_deref().is_some_and(|c| c != digest) {
-                return Err(MetaError::TagImmutable(tag.clone()));
-            }
-            sqlx::query(
-                "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-            )
-            .bind(id)
-            .bind(tag.as_str())
-            .bind(&digest)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let (repo, m) = (repo.clone(), m.clone());
+        let tag = tag.map(|(t, mode)| (t.clone(), mode));
+        self.group
+            .run(group::job(move |conn| {
+                Box::pin(async move {
+                    put_manifest(conn, &repo, &m, tag.as_ref().map(|(t, mode)| (t, *mode))).await
+                })
+            }))
+            .await
     }
 
     async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>> {
+        let reference = digest.to_string();
+        let key = format!("{repo}\n{reference}");
+        let stamp = self.wal.now();
+        if let Some(hit) = self.manifests.get(stamp, &key) {
+            return Ok(Some(hit));
+        }
         let row = sqlx::query(
             "SELECT m.media_type, m.content, m.subject FROM manifests m
              JOIN repositories r ON r.id = m.repo_id
              WHERE r.name = ? AND m.digest = ? AND m.deleted_at IS NULL",
         )
         .bind(repo.as_str())
-        .bind(digest.to_string())
+        .bind(&reference)
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|r| {
-            Ok(ManifestRecord {
-                digest: digest.clone(),
-                media_type: parse(r.get::<&str, _>(0))?,
-                content: r.get(1),
-                subject: parse_opt(r.get(2))?,
-            })
-        })
-        .transpose()
+        let Some(r) = row else { return Ok(None) };
+        let found = ManifestRecord {
+            digest: digest.clone(),
+            media_type: parse(r.get::<&str, _>(0))?,
+            content: r.get(1),
+            subject: parse_opt(r.get(2))?,
+        };
+        self.manifests.fill(&self.wal, stamp, key, &found);
+        Ok(Some(found))
     }
 
     async fn get_tagged(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>> {
+        let key = format!("{repo}\n{tag}");
+        let stamp = self.wal.now();
+        if let Some(hit) = self.manifests.get(stamp, &key) {
+            return Ok(Some(hit));
+        }
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.content, m.subject FROM tags t
              JOIN repositories r ON r.id = t.repo_id
@@ -689,15 +744,15 @@ impl Manifests for SqliteBackend {
         .bind(tag.as_str())
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|r| {
-            Ok(ManifestRecord {
-                digest: parse(r.get::<&str, _>(0))?,
-                media_type: parse(r.get::<&str, _>(1))?,
-                content: r.get(2),
-                subject: parse_opt(r.get(3))?,
-            })
-        })
-        .transpose()
+        let Some(r) = row else { return Ok(None) };
+        let found = ManifestRecord {
+            digest: parse(r.get::<&str, _>(0))?,
+            media_type: parse(r.get::<&str, _>(1))?,
+            content: r.get(2),
+            subject: parse_opt(r.get(3))?,
+        };
+        self.manifests.fill(&self.wal, stamp, key, &found);
+        Ok(Some(found))
     }
 
     async fn delete(&self, repo: &RepoName, digest: &Digest) -> Result<DeletedManifest> {
@@ -1032,6 +1087,11 @@ impl Tags for SqliteBackend {
     }
 
     async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Option<Vec<Tag>>> {
+        let key = format!("{repo}\n{n}\n{}", last.unwrap_or(""));
+        let stamp = self.wal.now();
+        if let Some(hit) = self.tag_pages.get(stamp, &key) {
+            return Ok(Some(hit));
+        }
         // One row for the whole page: sqlx hands SQLite rows over a channel one at a time, which
         // dominated listing large repositories. Tags cannot contain a newline. No row: no such
         // repository.
@@ -1046,7 +1106,12 @@ impl Tags for SqliteBackend {
         .bind(repo.as_str())
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|(_, joined)| split_list(joined)).transpose()
+        let Some((_, joined)) = row else {
+            return Ok(None);
+        };
+        let page: Vec<Tag> = split_list(joined)?;
+        self.tag_pages.fill(&self.wal, stamp, key, &page);
+        Ok(Some(page))
     }
 
     async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
@@ -1075,6 +1140,174 @@ impl Tags for SqliteBackend {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::SqliteBackend;
+    use crate::conformance::{d, manifest, repo, tag};
+    use crate::{Blobs, Manifests, TagWrite, Tags};
+
+    /// Concurrent manifest writes share commits; one that fails inside a group leaves nothing
+    /// behind (not even the repository it would have created) and its neighbours land.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn grouped_manifest_writes_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(
+            SqliteBackend::open(&dir.path().join("bonded.db"))
+                .await
+                .unwrap(),
+        );
+        const N: usize = 48;
+        for i in (0..N).step_by(2) {
+            db.record_and_link(&repo(&format!("team/r{i}")), &d('1'), 1)
+                .await
+                .unwrap();
+        }
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let (db, start) = (db.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    // Odd writers name a blob their (new) repository does not have.
+                    let blob = if i % 2 == 0 { d('1') } else { d('2') };
+                    Manifests::put(
+                        &*db,
+                        &repo(&format!("team/r{i}")),
+                        &manifest(d('a'), vec![blob], None),
+                        Some((&tag("v1"), TagWrite::Overwrite)),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            let r = repo(&format!("team/r{i}"));
+            match t.await.unwrap() {
+                Ok(()) => {
+                    assert_eq!(i % 2, 0, "{r} must have been refused");
+                    let m = db.get_tagged(&r, &tag("v1")).await.unwrap().unwrap();
+                    assert_eq!(m.digest, d('a'));
+                }
+                Err(crate::MetaError::MissingReference(b)) => {
+                    assert_eq!((i % 2, b), (1, d('2')), "{r} must have landed");
+                    assert!(
+                        !crate::Repos::exists(&*db, &r).await.unwrap(),
+                        "{r} rolled back"
+                    );
+                }
+                Err(e) => panic!("{r}: {e}"),
+            }
+        }
+        let groups = db.group.groups();
+        assert!(
+            groups < N as u64,
+            "{N} concurrent writes took {groups} commits"
+        );
+    }
+
+    /// A second backend on the same file stands for another process (an admin command): its
+    /// commits must empty the first one's manifest cache, which it never calls.
+    #[tokio::test]
+    async fn cached_manifests_never_outlive_a_commit_from_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bonded.db");
+        let server = SqliteBackend::open(&path).await.unwrap();
+        let admin = SqliteBackend::open(&path).await.unwrap();
+        let (r, t) = (repo("team/app"), tag("v1"));
+        let cached = |db: &SqliteBackend, reference: &str| {
+            db.manifests
+                .get(db.wal.now(), &format!("{r}\n{reference}"))
+                .map(|m| m.digest)
+        };
+        server.record_and_link(&r, &d('1'), 1).await.unwrap();
+        for m in ['a', 'b'] {
+            Manifests::put(&server, &r, &manifest(d(m), vec![d('1')], None), None)
+                .await
+                .unwrap();
+        }
+        Manifests::put(
+            &server,
+            &r,
+            &manifest(d('a'), vec![d('1')], None),
+            Some((&t, TagWrite::Overwrite)),
+        )
+        .await
+        .unwrap();
+
+        // Served once from the database, then from the cache.
+        let first = server.get_tagged(&r, &t).await.unwrap().unwrap();
+        assert_eq!(first.digest, d('a'));
+        assert_eq!(cached(&server, "v1"), Some(d('a')), "the read was cached");
+        assert!(server.get(&r, &d('b')).await.unwrap().is_some());
+        assert_eq!(cached(&server, &d('b').to_string()), Some(d('b')));
+
+        // The other connection moves the tag and deletes a manifest.
+        Manifests::put(
+            &admin,
+            &r,
+            &manifest(d('b'), vec![d('1')], None),
+            Some((&t, TagWrite::Overwrite)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cached(&server, "v1"),
+            None,
+            "a foreign commit empties the cache"
+        );
+        assert_eq!(
+            server.get_tagged(&r, &t).await.unwrap().unwrap().digest,
+            d('b')
+        );
+        assert_eq!(cached(&server, "v1"), Some(d('b')));
+        Manifests::delete(&admin, &r, &d('b')).await.unwrap();
+        assert!(server.get_tagged(&r, &t).await.unwrap().is_none());
+        assert!(server.get(&r, &d('b')).await.unwrap().is_none());
+        assert_eq!(server.resolve(&r, &t).await.unwrap(), None);
+
+        // Tag pages too.
+        let names = |page: Option<Vec<bonded_types::Tag>>| {
+            page.unwrap()
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+        };
+        Manifests::put(
+            &server,
+            &r,
+            &manifest(d('a'), vec![d('1')], None),
+            Some((&t, TagWrite::Overwrite)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            names(Tags::list(&server, &r, 10, None).await.unwrap()),
+            ["v1"]
+        );
+        assert_eq!(
+            server
+                .tag_pages
+                .get(server.wal.now(), &format!("{r}\n10\n"))
+                .map(|p| p.len()),
+            Some(1),
+            "the page was cached"
+        );
+        Manifests::put(
+            &admin,
+            &r,
+            &manifest(d('a'), vec![d('1')], None),
+            Some((&tag("v2"), TagWrite::Overwrite)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            names(Tags::list(&server, &r, 10, None).await.unwrap()),
+            ["v1", "v2"]
+        );
+
+        // And so does one of its own, whatever table it writes.
+        assert!(server.get(&r, &d('a')).await.unwrap().is_some());
+        assert_eq!(cached(&server, &d('a').to_string()), Some(d('a')));
+        server.record_and_link(&r, &d('2'), 2).await.unwrap();
+        assert_eq!(cached(&server, &d('a').to_string()), None);
+    }
 
     /// Scheduling policy of each thread of this process whose name starts with `prefix`, from
     /// /proc (field 41 of `stat`; 5 is SCHED_IDLE, 0 SCHED_OTHER).
