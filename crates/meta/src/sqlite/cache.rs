@@ -50,9 +50,11 @@ pub(crate) struct WalStamp {
 }
 
 impl WalStamp {
-    /// For the database at `db`.
+    /// For the database at `db` (which exists): SQLite keeps the `-shm` file beside the file a
+    /// symbolic link points to, so the path is resolved first.
     pub(crate) fn new(db: &Path) -> WalStamp {
-        let mut shm_path = db.as_os_str().to_owned();
+        let db = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+        let mut shm_path = db.into_os_string();
         shm_path.push("-shm");
         WalStamp {
             shm_path: shm_path.into(),
