@@ -1202,6 +1202,23 @@ mod tests {
         );
     }
 
+    /// Stores manifest `digest` (naming blob 1) in `r` and points `t` at it.
+    async fn point(
+        db: &SqliteBackend,
+        r: &bonded_types::RepoName,
+        digest: bonded_types::Digest,
+        t: &bonded_types::Tag,
+    ) {
+        Manifests::put(
+            db,
+            r,
+            &manifest(digest, vec![d('1')], None),
+            Some((t, TagWrite::Overwrite)),
+        )
+        .await
+        .unwrap();
+    }
+
     /// A second backend on the same file stands for another process (an admin command): its
     /// commits must empty the first one's manifest cache, which it never calls.
     #[tokio::test]
@@ -1222,14 +1239,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        Manifests::put(
-            &server,
-            &r,
-            &manifest(d('a'), vec![d('1')], None),
-            Some((&t, TagWrite::Overwrite)),
-        )
-        .await
-        .unwrap();
+        point(&server, &r, d('a'), &t).await;
 
         // Served once from the database, then from the cache.
         let first = server.get_tagged(&r, &t).await.unwrap().unwrap();
@@ -1239,14 +1249,7 @@ mod tests {
         assert_eq!(cached(&server, &d('b').to_string()), Some(d('b')));
 
         // The other connection moves the tag and deletes a manifest.
-        Manifests::put(
-            &admin,
-            &r,
-            &manifest(d('b'), vec![d('1')], None),
-            Some((&t, TagWrite::Overwrite)),
-        )
-        .await
-        .unwrap();
+        point(&admin, &r, d('b'), &t).await;
         assert_eq!(
             cached(&server, "v1"),
             None,
@@ -1269,14 +1272,7 @@ mod tests {
                 .map(|t| t.to_string())
                 .collect::<Vec<_>>()
         };
-        Manifests::put(
-            &server,
-            &r,
-            &manifest(d('a'), vec![d('1')], None),
-            Some((&t, TagWrite::Overwrite)),
-        )
-        .await
-        .unwrap();
+        point(&server, &r, d('a'), &t).await;
         assert_eq!(
             names(Tags::list(&server, &r, 10, None).await.unwrap()),
             ["v1"]
@@ -1289,14 +1285,7 @@ mod tests {
             Some(1),
             "the page was cached"
         );
-        Manifests::put(
-            &admin,
-            &r,
-            &manifest(d('a'), vec![d('1')], None),
-            Some((&tag("v2"), TagWrite::Overwrite)),
-        )
-        .await
-        .unwrap();
+        point(&admin, &r, d('a'), &tag("v2")).await;
         assert_eq!(
             names(Tags::list(&server, &r, 10, None).await.unwrap()),
             ["v1", "v2"]
