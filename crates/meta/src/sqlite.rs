@@ -246,22 +246,26 @@ impl SqliteBackend {
 }
 
 async fn ensure_repo(conn: &mut SqliteConnection, repo: &RepoName) -> Result<i64> {
-    sqlx::query(
-        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+    // The no-op update makes RETURNING answer for an existing row too: one statement.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?)
+         ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id",
     )
     .bind(repo.as_str())
     .bind(now_ms())
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
-        .bind(repo.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
     Ok(id)
 }
 
+/// A JSON array of digests, for `json_each`.
+fn json_digests(digests: &[Digest]) -> String {
+    serde_json::Value::from(digests.iter().map(Digest::to_string).collect::<Vec<_>>()).to_string()
+}
+
 /// Stores a manifest and points its tag, inside the caller's transaction (see
-/// [`Manifests::put`]).
+/// [`Manifests::put`]). Five statements whatever the manifest's size: each is a round trip to
+/// the connection's thread, and the writer is held for all of them.
 async fn put_manifest(
     conn: &mut SqliteConnection,
     repo: &RepoName,
@@ -269,28 +273,23 @@ async fn put_manifest(
     tag: Option<(&Tag, TagWrite)>,
 ) -> Result<()> {
     let id = ensure_repo(conn, repo).await?;
-    for blob in &m.blobs {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = ? AND digest = ?")
-                .bind(id)
-                .bind(blob.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-        if found.is_none() {
-            return Err(MetaError::MissingReference(blob.clone()));
-        }
-    }
-    for child in &m.manifests {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ? AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .bind(child.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-        if found.is_none() {
-            return Err(MetaError::MissingReference(child.clone()));
-        }
+    let (blobs, children) = (json_digests(&m.blobs), json_digests(&m.manifests));
+    // The first referenced blob, then child manifest, the repository lacks.
+    let missing: Option<String> = sqlx::query_scalar(
+        "SELECT value FROM json_each(?1) WHERE NOT EXISTS
+           (SELECT 1 FROM repo_blobs WHERE repo_id = ?3 AND digest = value)
+         UNION ALL
+         SELECT value FROM json_each(?2) WHERE NOT EXISTS
+           (SELECT 1 FROM manifests WHERE repo_id = ?3 AND digest = value AND deleted_at IS NULL)
+         LIMIT 1",
+    )
+    .bind(&blobs)
+    .bind(&children)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(d) = missing {
+        return Err(MetaError::MissingReference(parse(&d)?));
     }
     let digest = m.digest.to_string();
     sqlx::query(
@@ -310,43 +309,38 @@ async fn put_manifest(
     .bind(now_ms())
     .execute(&mut *conn)
     .await?;
-    let refs = m
-        .blobs
-        .iter()
-        .map(|d| (d, "blob"))
-        .chain(m.manifests.iter().map(|d| (d, "manifest")));
-    for (child, kind) in refs {
-        sqlx::query(
-            "INSERT INTO manifest_refs (repo_id, manifest, child, kind) VALUES (?, ?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(&digest)
-        .bind(child.to_string())
-        .bind(kind)
-        .execute(&mut *conn)
-        .await?;
-    }
+    // (`WHERE true` tells the parser the ON CONFLICT belongs to the INSERT.)
+    sqlx::query(
+        "INSERT INTO manifest_refs (repo_id, manifest, child, kind)
+         SELECT ?1, ?2, value, 'blob' FROM json_each(?3)
+         UNION ALL
+         SELECT ?1, ?2, value, 'manifest' FROM json_each(?4) WHERE true
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&digest)
+    .bind(&blobs)
+    .bind(&children)
+    .execute(&mut *conn)
+    .await?;
     if let Some((tag, mode)) = tag {
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = ? AND name = ?")
-                .bind(id)
-                .bind(tag.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-        if mode == TagWrite::Immutable && current.as_deref().is_some_and(|c| c != digest) {
-            return Err(MetaError::TagImmutable(tag.clone()));
-        }
-        sqlx::query(
+        // An immutable tag moves nowhere else: the update applies only if it may.
+        let moved = sqlx::query(
             "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+             ON CONFLICT(repo_id, name) DO UPDATE SET
+               digest = excluded.digest, updated_at = excluded.updated_at
+             WHERE ? OR tags.digest = excluded.digest",
         )
         .bind(id)
         .bind(tag.as_str())
         .bind(&digest)
         .bind(now_ms())
+        .bind(mode == TagWrite::Overwrite)
         .execute(&mut *conn)
         .await?;
+        if moved.rows_affected() == 0 {
+            return Err(MetaError::TagImmutable(tag.clone()));
+        }
     }
     Ok(())
 }
