@@ -213,7 +213,7 @@ impl SqliteBackend {
             )
             .await?;
         // Checkpoints run at normal priority: at idle priority they starved under sustained
-        // writes, the log grew to the backstop and every read had to search it.
+        // writes and the log grew to the backstop, which the writer then checkpoints itself.
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts)
