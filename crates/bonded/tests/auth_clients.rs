@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use common::{interop_dir, Server, ADMIN_PASSWORD};
+use common::{interop_dir, succeeded as ok, Server, ADMIN_PASSWORD};
 use serde_json::Value;
 
 fn ensure_tools() {
@@ -47,17 +47,6 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
     }
     drop(input);
     child.wait_with_output().unwrap()
-}
-
-#[track_caller]
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `bonded ARGS` with its config dir in `home`.

@@ -51,12 +51,7 @@ fn migrate(src: &std::path::Path, target: &std::path::Path) -> String {
         .arg(target)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "migrate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::succeeded(&out, "bonded migrate")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,11 +90,7 @@ fn skopeo(args: &[&str]) {
         .args(args)
         .output()
         .expect("run skopeo (scripts/install-test-tools.sh installs it)");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out, &format!("skopeo {args:?}"));
 }
 
 fn manifest_digest(layout: &Path) -> String {

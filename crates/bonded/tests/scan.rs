@@ -9,19 +9,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{bin, Server};
+use common::{bin, bonded_ok as ok, Server};
 use serde_json::Value;
-
-fn ok(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().expect("run bonded");
-    assert!(
-        out.status.success(),
-        "bonded {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn admin_ok(s: &Server, args: &[&str]) -> String {
     let (success, out, err) = s.admin(args, &[]);

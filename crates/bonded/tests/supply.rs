@@ -1052,12 +1052,7 @@ require_signature = { key_set = "release" }
         .arg(&target_cfg)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::succeeded(&out, "bonded migrate");
     assert!(stdout.contains("2 trusted keys written"), "{stdout}");
 
     let t = Server::start_config(&target_cfg, &target_dir);

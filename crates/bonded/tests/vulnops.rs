@@ -12,19 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, verified_dsse, Server};
+use common::{bonded_ok as ok, verified_dsse, Server};
 use serde_json::{json, Value};
-
-fn ok(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().expect("run bonded");
-    assert!(
-        out.status.success(),
-        "bonded {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn admin_ok(s: &Server, args: &[&str], env: &[(&str, &str)]) -> String {
     let (success, out, err) = s.admin(args, env);

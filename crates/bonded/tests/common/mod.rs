@@ -38,6 +38,26 @@ pub fn verify_dsse(
         .unwrap()
 }
 
+/// Asserts that a finished process succeeded (`what` names it in the failure, with its output)
+/// and returns its standard output.
+#[track_caller]
+pub fn succeeded(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `bonded <args>`, which must succeed; returns its standard output.
+#[track_caller]
+pub fn bonded_ok(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().expect("run bonded");
+    succeeded(&out, &format!("bonded {args:?}"))
+}
+
 /// [`verify_dsse`], which must accept the envelope (`what` names it in the failure); returns
 /// the script's JSON summary (scheme, predicate type, ...).
 pub fn verified_dsse(
@@ -48,13 +68,8 @@ pub fn verified_dsse(
     what: &str,
 ) -> serde_json::Value {
     let o = verify_dsse(envelope, public_pem, key_id, digest);
-    assert!(
-        o.status.success(),
-        "in-toto tooling refused {what}:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    let stdout = succeeded(&o, &format!("in-toto verification of {what}"));
+    serde_json::from_str(&stdout).unwrap()
 }
 
 /// A running `bonded serve` process. Killed on drop.
