@@ -13,6 +13,7 @@
 //! and a published blob is never modified, only deleted (or, when scrub found its bytes corrupt,
 //! moved aside to `quarantine/`).
 
+mod file_stream;
 mod fs;
 pub mod layout;
 mod s3;
