@@ -70,6 +70,9 @@ pub(crate) struct SqliteBackend {
     manifests: cache::Cache<ManifestRecord>,
     /// Tag pages read since the last commit, by repository, page size and start.
     tag_pages: cache::Cache<Vec<Tag>>,
+    /// The same pages kept across commits, with the repository's tag generation they were read
+    /// under.
+    tag_versions: cache::Versioned<Vec<Tag>>,
     /// Manifest writes, committed in groups (see `sqlite/group.rs`).
     group: group::GroupCommit,
     /// Dropped with the backend, which stops the checkpointer.
@@ -227,6 +230,7 @@ impl SqliteBackend {
             wal: cache::WalStamp::new(path),
             manifests: cache::Cache::new(MANIFEST_CACHE_BYTES),
             tag_pages: cache::Cache::new(TAG_PAGE_CACHE_BYTES),
+            tag_versions: cache::Versioned::new(TAG_PAGE_CACHE_BYTES),
             group: group::GroupCommit::start(writer.clone()),
             _checkpointer: stop,
         })
@@ -1086,26 +1090,51 @@ impl Tags for SqliteBackend {
         if let Some(hit) = self.tag_pages.get(stamp, &key) {
             return Ok(Some(hit));
         }
-        // One row for the whole page: sqlx hands SQLite rows over a channel one at a time, which
-        // dominated listing large repositories. Tags cannot contain a newline. No row: no such
-        // repository.
-        let row: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT r.id, (SELECT group_concat(name, char(10) ORDER BY name) FROM (
-                 SELECT t.name FROM tags t WHERE t.repo_id = r.id AND t.name > ?
-                 ORDER BY t.name LIMIT ?))
-             FROM repositories r WHERE r.name = ?",
-        )
-        .bind(last.unwrap_or(""))
-        .bind(n as i64)
-        .bind(repo.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some((_, joined)) = row else {
-            return Ok(None);
-        };
-        let page: Vec<Tag> = split_list(joined)?;
-        self.tag_pages.fill(&self.wal, stamp, key, &page);
-        Ok(Some(page))
+        // Something committed since: the page kept across commits still stands if this
+        // repository's tag generation has not moved. One statement either way: it reads the
+        // page only when the kept one is stale or missing.
+        let mut kept = self.tag_versions.version(&key);
+        loop {
+            let (k_id, k_gen) = kept.map_or((-1, -1), |v| (v.id, v.gen));
+            // One row for the whole page: sqlx hands SQLite rows over a channel one at a time,
+            // which dominated listing large repositories. Tags cannot contain a newline. No row:
+            // no such repository.
+            let row: Option<(i64, i64, Option<String>)> = sqlx::query_as(
+                "SELECT r.id, r.tag_gen, CASE WHEN r.id = ? AND r.tag_gen = ? THEN NULL ELSE
+                   (SELECT group_concat(name, char(10) ORDER BY name) FROM (
+                     SELECT t.name FROM tags t WHERE t.repo_id = r.id AND t.name > ?
+                     ORDER BY t.name LIMIT ?)) END
+                 FROM repositories r WHERE r.name = ?",
+            )
+            .bind(k_id)
+            .bind(k_gen)
+            .bind(last.unwrap_or(""))
+            .bind(n as i64)
+            .bind(repo.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+            let Some((id, gen, joined)) = row else {
+                return Ok(None);
+            };
+            let version = cache::Version { id, gen };
+            if kept == Some(version) {
+                match self.tag_versions.get(&key, version) {
+                    Some(page) => {
+                        self.tag_pages.fill(&self.wal, stamp, key, &page);
+                        return Ok(Some(page));
+                    }
+                    // Dropped meanwhile (the cache started over): read it.
+                    None => {
+                        kept = None;
+                        continue;
+                    }
+                }
+            }
+            let page: Vec<Tag> = split_list(joined)?;
+            self.tag_versions.put(key.clone(), version, &page);
+            self.tag_pages.fill(&self.wal, stamp, key, &page);
+            return Ok(Some(page));
+        }
     }
 
     async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
@@ -1290,6 +1319,59 @@ mod tests {
         assert_eq!(cached(&server, &d('a').to_string()), Some(d('a')));
         server.record_and_link(&r, &d('2'), 2).await.unwrap();
         assert_eq!(cached(&server, &d('a').to_string()), None);
+    }
+
+    /// A page of tag names is kept across commits that leave the repository's names alone (writes
+    /// to other repositories, tag moves) and dropped by any that change them, from any process.
+    #[tokio::test]
+    async fn tag_pages_outlive_only_commits_that_leave_the_names_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bonded.db");
+        let server = SqliteBackend::open(&path).await.unwrap();
+        let admin = SqliteBackend::open(&path).await.unwrap();
+        let (r, other) = (repo("team/app"), repo("team/other"));
+        let key = format!("{r}\n10\n");
+        let version = || async {
+            let (id, gen): (i64, i64) =
+                sqlx::query_as("SELECT id, tag_gen FROM repositories WHERE name = ?")
+                    .bind(r.as_str())
+                    .fetch_one(&server.reader)
+                    .await
+                    .unwrap();
+            crate::sqlite::cache::Version { id, gen }
+        };
+        let list = || async {
+            Tags::list(&server, &r, 10, None)
+                .await
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+        };
+        server.record_and_link(&r, &d('1'), 1).await.unwrap();
+        server.record_and_link(&other, &d('1'), 1).await.unwrap();
+        point(&server, &r, d('a'), &tag("v1")).await;
+        assert_eq!(list().await, ["v1"]);
+        let kept = version().await;
+        assert!(server.tag_versions.get(&key, kept).is_some());
+
+        // Another repository's tag, and a tag moved to another manifest: same names, same
+        // generation, and the kept page is what a listing gets.
+        point(&admin, &other, d('a'), &tag("v1")).await;
+        point(&admin, &r, d('b'), &tag("v1")).await;
+        assert_eq!(version().await, kept);
+        assert_eq!(list().await, ["v1"]);
+
+        // A tag added, then one deleted, by the other process: a new generation each time, and
+        // the listing follows.
+        point(&admin, &r, d('a'), &tag("v2")).await;
+        assert_ne!(version().await, kept);
+        assert_eq!(list().await, ["v1", "v2"]);
+        let added = version().await;
+        Tags::delete(&admin, &r, &tag("v1")).await.unwrap();
+        assert_ne!(version().await, added);
+        assert_eq!(list().await, ["v2"]);
     }
 
     /// Scheduling policy of each thread of this process whose name starts with `prefix`, from
