@@ -1225,6 +1225,49 @@ mod tests {
         );
     }
 
+    /// Concurrent audit appends share commits with each other and keep one unbroken chain.
+    #[tokio::test]
+    async fn grouped_audit_appends_keep_the_chain() {
+        use crate::auth::{chain_hash, AuditEntry};
+        use crate::Audit;
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(SqliteBackend::open(&dir.path().join("b.db")).await.unwrap());
+        const N: usize = 48;
+        let before = db.group.groups();
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let e = AuditEntry {
+                        at_ms: i as i64,
+                        actor: format!("user{i}"),
+                        action: "push".into(),
+                        ..AuditEntry::default()
+                    };
+                    Audit::append(&*db, &e).await.unwrap()
+                })
+            })
+            .collect();
+        let mut records = Vec::new();
+        for t in tasks {
+            records.push(t.await.unwrap());
+        }
+        records.sort_by_key(|r| r.seq);
+        let mut prev = records[0].prev_hash.clone();
+        for (k, r) in records.iter().enumerate() {
+            assert_eq!(r.seq, k as i64 + 1, "sequence numbers without gaps");
+            assert_eq!(r.prev_hash, prev, "entry {} links to the one before", r.seq);
+            assert_eq!(r.hash, chain_hash(&prev, r.seq, &r.entry));
+            prev = r.hash.clone();
+        }
+        assert_eq!(Audit::head(&*db).await.unwrap(), (N as i64, prev));
+        let groups = db.group.groups() - before;
+        assert!(
+            (1..N as u64).contains(&groups),
+            "{N} concurrent appends took {groups} group commits"
+        );
+    }
+
     /// Stores manifest `digest` (naming blob 1) in `r` and points `t` at it.
     async fn point(
         db: &SqliteBackend,

@@ -1,11 +1,14 @@
 //! SQLite implementation of the access-control and audit aggregates. Writes go through the one
-//! writer connection, so audit appends are serialized by construction.
+//! writer connection, so audit appends are serialized by construction; they join the manifest
+//! writes' group commits (`group.rs`).
+
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
-use super::SqliteBackend;
+use super::{group, SqliteBackend};
 use crate::auth::{
     chain_hash, AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord,
     Checkpoint, GrantRecord, Grants, SigningKeyRecord, SigningKeys,
@@ -226,42 +229,27 @@ impl SigningKeys for SqliteBackend {
 
 #[async_trait]
 impl Audit for SqliteBackend {
+    /// Appends in the next group commit (`sqlite/group.rs`), in its own savepoint: a push's
+    /// entry then shares the fsync of the manifest writes around it instead of taking one of its
+    /// own. Each entry reads the chain head inside the shared transaction, after the entries
+    /// before it in the group, so the chain stays in order.
     async fn append(&self, e: &AuditEntry) -> Result<AuditRecord> {
-        let mut tx = self.begin().await?;
-        let (seq, prev): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_one(&mut *tx)
-                .await?;
-        let seq = seq + 1;
-        let hash = chain_hash(&prev, seq, e);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor, action, repo, target, source, outcome, detail,
-             prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(e.at_ms)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.repo)
-        .bind(&e.target)
-        .bind(&e.source)
-        .bind(&e.outcome)
-        .bind(&e.detail)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
-            .bind(seq)
-            .bind(&hash)
-            .execute(&mut *tx)
+        let entry = e.clone();
+        let appended = Arc::new(Mutex::new(None));
+        let slot = appended.clone();
+        self.group
+            .run(group::job(move |conn| {
+                Box::pin(async move {
+                    let record = append_entry(conn, entry).await?;
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
+                    Ok(())
+                })
+            }))
             .await?;
-        tx.commit().await?;
-        Ok(AuditRecord {
-            seq,
-            entry: e.clone(),
-            prev_hash: prev,
-            hash,
+        // `run` returned Ok, so the job ran to its end and the group committed.
+        let record = appended.lock().unwrap_or_else(|p| p.into_inner()).take();
+        record.ok_or_else(|| {
+            MetaError::Corrupt("an audit append committed without its record".into())
         })
     }
 
@@ -327,4 +315,42 @@ impl Audit for SqliteBackend {
             })
             .collect()
     }
+}
+
+/// Links `e` to the chain head and moves the head to it, on a connection inside a transaction.
+async fn append_entry(conn: &mut SqliteConnection, e: AuditEntry) -> Result<AuditRecord> {
+    let (seq, prev): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+    let seq = seq + 1;
+    let hash = chain_hash(&prev, seq, &e);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, repo, target, source, outcome, detail,
+         prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(e.at_ms)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.repo)
+    .bind(&e.target)
+    .bind(&e.source)
+    .bind(&e.outcome)
+    .bind(&e.detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
+        .bind(seq)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(AuditRecord {
+        seq,
+        entry: e,
+        prev_hash: prev,
+        hash,
+    })
 }
