@@ -73,7 +73,7 @@ pub(crate) struct SqliteBackend {
     /// The same pages kept across commits, with the repository's tag generation they were read
     /// under.
     tag_versions: cache::Versioned<Vec<Tag>>,
-    /// Manifest writes, committed in groups (see `sqlite/group.rs`).
+    /// Manifest writes and audit appends, committed in groups (see `sqlite/group.rs`).
     group: group::GroupCommit,
     /// Dropped with the backend, which stops the checkpointer.
     _checkpointer: tokio::sync::oneshot::Sender<()>,
