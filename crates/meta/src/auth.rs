@@ -174,3 +174,45 @@ pub fn chain_hash(prev_hash: &str, seq: i64, e: &AuditEntry) -> String {
     }
     hex::encode(h.finalize())
 }
+
+/// One audit append on an open transaction (`$conn`), for both backends: reads the chain head
+/// with `$head` (a `SELECT seq, hash FROM audit_head`; PostgreSQL's locks the row), links `$e`
+/// (an owned [`AuditEntry`]) to it and moves the head. Expands to statements for the caller's
+/// `async fn` (errors return from it with `?`) and evaluates to the [`AuditRecord`].
+macro_rules! append_audit_sql {
+    ($conn:expr, $head:literal, $e:expr) => {{
+        let e: $crate::auth::AuditEntry = $e;
+        let (seq, prev): (i64, String) = sqlx::query_as($head).fetch_one(&mut *$conn).await?;
+        let seq = seq + 1;
+        let hash = $crate::auth::chain_hash(&prev, seq, &e);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, repo, target, source, outcome,
+                 detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(seq)
+        .bind(e.at_ms)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.repo)
+        .bind(&e.target)
+        .bind(&e.source)
+        .bind(&e.outcome)
+        .bind(&e.detail)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *$conn)
+        .await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut *$conn)
+            .await?;
+        $crate::auth::AuditRecord {
+            seq,
+            entry: e,
+            prev_hash: prev,
+            hash,
+        }
+    }};
+}
+pub(crate) use append_audit_sql;

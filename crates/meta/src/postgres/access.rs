@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use super::PostgresBackend;
 use crate::auth::{
-    chain_hash, AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord,
-    Checkpoint, GrantRecord, Grants, SigningKeyRecord, SigningKeys,
+    AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord, Checkpoint,
+    GrantRecord, Grants, SigningKeyRecord, SigningKeys,
 };
 use crate::{MetaError, Result};
 
@@ -229,41 +229,13 @@ impl SigningKeys for PostgresBackend {
 impl Audit for PostgresBackend {
     async fn append(&self, e: &AuditEntry) -> Result<AuditRecord> {
         let mut tx = self.pool.begin().await?;
-        let (seq, prev): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
-        let seq = seq + 1;
-        let hash = chain_hash(&prev, seq, e);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor, action, repo, target, source, outcome, detail,
-             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(seq)
-        .bind(e.at_ms)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.repo)
-        .bind(&e.target)
-        .bind(&e.source)
-        .bind(&e.outcome)
-        .bind(&e.detail)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
+        let record = crate::auth::append_audit_sql!(
+            tx,
+            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            e.clone()
+        );
         tx.commit().await?;
-        Ok(AuditRecord {
-            seq,
-            entry: e.clone(),
-            prev_hash: prev,
-            hash,
-        })
+        Ok(record)
     }
 
     async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {

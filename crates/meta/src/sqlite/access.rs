@@ -10,8 +10,8 @@ use sqlx::{Row, SqliteConnection};
 
 use super::{group, SqliteBackend};
 use crate::auth::{
-    chain_hash, AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord,
-    Checkpoint, GrantRecord, Grants, SigningKeyRecord, SigningKeys,
+    AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord, Checkpoint,
+    GrantRecord, Grants, SigningKeyRecord, SigningKeys,
 };
 use crate::{MetaError, Result};
 
@@ -319,38 +319,9 @@ impl Audit for SqliteBackend {
 
 /// Links `e` to the chain head and moves the head to it, on a connection inside a transaction.
 async fn append_entry(conn: &mut SqliteConnection, e: AuditEntry) -> Result<AuditRecord> {
-    let (seq, prev): (i64, String) =
-        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await?;
-    let seq = seq + 1;
-    let hash = chain_hash(&prev, seq, &e);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, repo, target, source, outcome, detail,
-         prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq)
-    .bind(e.at_ms)
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.repo)
-    .bind(&e.target)
-    .bind(&e.source)
-    .bind(&e.outcome)
-    .bind(&e.detail)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
-        .bind(seq)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
-    Ok(AuditRecord {
-        seq,
-        entry: e,
-        prev_hash: prev,
-        hash,
-    })
+    Ok(crate::auth::append_audit_sql!(
+        conn,
+        "SELECT seq, hash FROM audit_head WHERE id = 1",
+        e
+    ))
 }
