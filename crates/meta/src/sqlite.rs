@@ -11,6 +11,7 @@ mod gc;
 mod access;
 mod cache;
 mod group;
+mod tag_names;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -68,11 +69,16 @@ pub(crate) struct SqliteBackend {
     wal: cache::WalStamp,
     /// Manifests read since the last commit, by repository and reference.
     manifests: cache::Cache<ManifestRecord>,
-    /// Tag pages read since the last commit, by repository, page size and start.
-    tag_pages: cache::Cache<Vec<Tag>>,
-    /// The same pages kept across commits, with the repository's tag generation they were read
-    /// under.
-    tag_versions: cache::Versioned<Vec<Tag>>,
+    /// Each repository's tag generation read since the last commit, by repository name.
+    tag_current: cache::Cache<cache::Version>,
+    /// Every tag name of the repositories listed, kept across commits and brought up to date
+    /// from the tag log (see `sqlite/tag_names.rs`).
+    tag_names: tag_names::TagNames,
+    /// Repositories with more tags than this are listed a page at a time (`tag_names::MAX_NAMES`;
+    /// lowered by tests).
+    tag_names_max: i64,
+    /// Statements that read tag names from `tags` rather than the log (tests count them).
+    tag_reads: std::sync::atomic::AtomicU64,
     /// Manifest writes and audit appends, committed in groups (see `sqlite/group.rs`).
     group: group::GroupCommit,
     /// Dropped with the backend, which stops the checkpointer.
@@ -98,6 +104,20 @@ where
     }
 }
 
+/// The rows of `tag_log` as `list` reads them: `1name` (added) or `0name` (removed), one a line.
+fn split_changes(s: Option<String>) -> Result<Vec<tag_names::Change>> {
+    let Some(s) = s.filter(|s| !s.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    s.split('\n')
+        .map(|line| match line.split_at_checked(1) {
+            Some(("1", name)) => Ok(tag_names::Change { name: parse(name)?, added: true }),
+            Some(("0", name)) => Ok(tag_names::Change { name: parse(name)?, added: false }),
+            _ => Err(MetaError::Corrupt(format!("tag log row {line:?}"))),
+        })
+        .collect()
+}
+
 fn parse_opt<T: FromStr>(s: Option<String>) -> Result<Option<T>>
 where
     T::Err: std::fmt::Display,
@@ -107,7 +127,8 @@ where
 
 /// Budgets of the read caches (`sqlite/cache.rs`).
 const MANIFEST_CACHE_BYTES: usize = 32 << 20;
-const TAG_PAGE_CACHE_BYTES: usize = 16 << 20;
+const TAG_CURRENT_CACHE_BYTES: usize = 1 << 20;
+const TAG_NAMES_BYTES: usize = 32 << 20;
 
 /// The collation the background connection's thread is lowered through (see `open`).
 const BACKGROUND_COLLATION: &str = "bonded_background";
@@ -229,8 +250,10 @@ impl SqliteBackend {
             background,
             wal: cache::WalStamp::new(path),
             manifests: cache::Cache::new(MANIFEST_CACHE_BYTES),
-            tag_pages: cache::Cache::new(TAG_PAGE_CACHE_BYTES),
-            tag_versions: cache::Versioned::new(TAG_PAGE_CACHE_BYTES),
+            tag_current: cache::Cache::new(TAG_CURRENT_CACHE_BYTES),
+            tag_names: tag_names::TagNames::new(TAG_NAMES_BYTES),
+            tag_names_max: tag_names::MAX_NAMES,
+            tag_reads: Default::default(),
             group: group::GroupCommit::start(writer.clone()),
             _checkpointer: stop,
         })
@@ -1085,56 +1108,77 @@ impl Tags for SqliteBackend {
     }
 
     async fn list(&self, repo: &RepoName, n: u32, last: Option<&str>) -> Result<Option<Vec<Tag>>> {
-        let key = format!("{repo}\n{n}\n{}", last.unwrap_or(""));
+        let (name, n, last) = (repo.as_str(), n as usize, last.unwrap_or(""));
         let stamp = self.wal.now();
-        if let Some(hit) = self.tag_pages.get(stamp, &key) {
-            return Ok(Some(hit));
+        // Nothing committed since this repository's generation was read: the names held are
+        // current.
+        if let Some(version) = self.tag_current.get(stamp, name) {
+            if let Some(page) = self.tag_names.page(name, version, n, last) {
+                return Ok(Some(page));
+            }
         }
-        // Something committed since: the page kept across commits still stands if this
-        // repository's tag generation has not moved. One statement either way: it reads the
-        // page only when the kept one is stale or missing.
-        let mut kept = self.tag_versions.version(&key);
-        loop {
-            let (k_id, k_gen) = kept.map_or((-1, -1), |v| (v.id, v.gen));
-            // One row for the whole page: sqlx hands SQLite rows over a channel one at a time,
-            // which dominated listing large repositories. Tags cannot contain a newline. No row:
-            // no such repository.
-            let row: Option<(i64, i64, Option<String>)> = sqlx::query_as(
-                "SELECT r.id, r.tag_gen, CASE WHEN r.id = ? AND r.tag_gen = ? THEN NULL ELSE
-                   (SELECT group_concat(name, char(10) ORDER BY name) FROM (
-                     SELECT t.name FROM tags t WHERE t.repo_id = r.id AND t.name > ?
-                     ORDER BY t.name LIMIT ?)) END
-                 FROM repositories r WHERE r.name = ?",
+        // Something did: read the generation, and the changes since the one held.
+        if let Some(held) = self.tag_names.version(name) {
+            let row: Option<(i64, i64, i64, Option<String>)> = sqlx::query_as(
+                "SELECT r.id, r.tag_gen,
+                   (SELECT count(*) FROM tag_log l WHERE l.repo_id = r.id AND l.gen > ?1),
+                   (SELECT group_concat(l.added || l.name, char(10) ORDER BY l.gen)
+                      FROM tag_log l WHERE l.repo_id = r.id AND l.gen > ?1)
+                 FROM repositories r WHERE r.name = ?2",
             )
-            .bind(k_id)
-            .bind(k_gen)
-            .bind(last.unwrap_or(""))
-            .bind(n as i64)
-            .bind(repo.as_str())
+            .bind(held.gen)
+            .bind(name)
             .fetch_optional(&self.reader)
             .await?;
-            let Some((id, gen, joined)) = row else {
+            let Some((id, gen, logged, changes)) = row else {
                 return Ok(None);
             };
             let version = cache::Version { id, gen };
-            if kept == Some(version) {
-                match self.tag_versions.get(&key, version) {
-                    Some(page) => {
-                        self.tag_pages.fill(&self.wal, stamp, key, &page);
+            // One log row per generation: all of them are there unless some were pruned.
+            if id == held.id && gen >= held.gen && logged == gen - held.gen {
+                let changes = split_changes(changes)?;
+                if self.tag_names.advance(name, held, version, changes) {
+                    self.tag_current.fill(&self.wal, stamp, name.to_string(), &version);
+                    if let Some(page) = self.tag_names.page(name, version, n, last) {
                         return Ok(Some(page));
-                    }
-                    // Dropped meanwhile (the cache started over): read it.
-                    None => {
-                        kept = None;
-                        continue;
                     }
                 }
             }
-            let page: Vec<Tag> = split_list(joined)?;
-            self.tag_versions.put(key.clone(), version, &page);
-            self.tag_pages.fill(&self.wal, stamp, key, &page);
-            return Ok(Some(page));
         }
+        // Not held, too far behind, or dropped meanwhile: read them all, or for a repository too
+        // large to hold, just the page. One row either way: sqlx hands SQLite rows over a channel
+        // one at a time, which dominated listing large repositories. Tags cannot contain a
+        // newline. No row: no such repository.
+        self.tag_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let row: Option<(i64, i64, bool, Option<String>)> = sqlx::query_as(
+            "SELECT r.id, r.tag_gen, r.tag_count <= ?1,
+               CASE WHEN r.tag_count <= ?1 THEN
+                 (SELECT group_concat(name, char(10) ORDER BY name) FROM tags WHERE repo_id = r.id)
+               ELSE
+                 (SELECT group_concat(name, char(10) ORDER BY name) FROM (
+                   SELECT t.name FROM tags t WHERE t.repo_id = r.id AND t.name > ?2
+                   ORDER BY t.name LIMIT ?3))
+               END
+             FROM repositories r WHERE r.name = ?4",
+        )
+        .bind(self.tag_names_max)
+        .bind(last)
+        .bind(n as i64)
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some((id, gen, whole, joined)) = row else {
+            return Ok(None);
+        };
+        let names: Vec<Tag> = split_list(joined)?;
+        if !whole {
+            return Ok(Some(names));
+        }
+        let version = cache::Version { id, gen };
+        let page = tag_names::page_of(&names, n, last);
+        self.tag_names.put(name, version, names);
+        self.tag_current.fill(&self.wal, stamp, name.to_string(), &version);
+        Ok(Some(page))
     }
 
     async fn pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
@@ -1343,13 +1387,9 @@ mod tests {
             names(Tags::list(&server, &r, 10, None).await.unwrap()),
             ["v1"]
         );
-        assert_eq!(
-            server
-                .tag_pages
-                .get(server.wal.now(), &format!("{r}\n10\n"))
-                .map(|p| p.len()),
-            Some(1),
-            "the page was cached"
+        assert!(
+            server.tag_current.get(server.wal.now(), r.as_str()).is_some(),
+            "the generation read is current until the next commit"
         );
         point(&admin, &r, d('a'), &tag("v2")).await;
         assert_eq!(
@@ -1364,16 +1404,17 @@ mod tests {
         assert_eq!(cached(&server, &d('a').to_string()), None);
     }
 
-    /// A page of tag names is kept across commits that leave the repository's names alone (writes
-    /// to other repositories, tag moves) and dropped by any that change them, from any process.
+    /// The tag names a listing holds outlive commits: writes elsewhere and tag moves leave them
+    /// as they are, and changes to the names, made by any process, are applied from the tag log
+    /// instead of reading every name again, unless a log row they need was pruned.
     #[tokio::test]
-    async fn tag_pages_outlive_only_commits_that_leave_the_names_alone() {
+    async fn tag_names_follow_the_log_from_any_process() {
+        use std::sync::atomic::Ordering::Relaxed;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bonded.db");
         let server = SqliteBackend::open(&path).await.unwrap();
         let admin = SqliteBackend::open(&path).await.unwrap();
         let (r, other) = (repo("team/app"), repo("team/other"));
-        let key = format!("{r}\n10\n");
         let version = || async {
             let (id, gen): (i64, i64) =
                 sqlx::query_as("SELECT id, tag_gen FROM repositories WHERE name = ?")
@@ -1383,38 +1424,117 @@ mod tests {
                     .unwrap();
             crate::sqlite::cache::Version { id, gen }
         };
-        let list = || async {
-            Tags::list(&server, &r, 10, None)
-                .await
-                .unwrap()
-                .unwrap()
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
+        let page = |n: u32, last: Option<&'static str>| {
+            let (server, r) = (&server, &r);
+            async move {
+                Tags::list(server, r, n, last)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+            }
         };
+        let reads = || server.tag_reads.load(Relaxed);
         server.record_and_link(&r, &d('1'), 1).await.unwrap();
         server.record_and_link(&other, &d('1'), 1).await.unwrap();
         point(&server, &r, d('a'), &tag("v1")).await;
-        assert_eq!(list().await, ["v1"]);
+        assert_eq!(page(10, None).await, ["v1"]);
+        assert_eq!(reads(), 1);
         let kept = version().await;
-        assert!(server.tag_versions.get(&key, kept).is_some());
+        assert_eq!(server.tag_names.version(r.as_str()), Some(kept));
 
         // Another repository's tag, and a tag moved to another manifest: same names, same
-        // generation, and the kept page is what a listing gets.
+        // generation, nothing read again.
         point(&admin, &other, d('a'), &tag("v1")).await;
         point(&admin, &r, d('b'), &tag("v1")).await;
         assert_eq!(version().await, kept);
-        assert_eq!(list().await, ["v1"]);
+        assert_eq!(page(10, None).await, ["v1"]);
+        assert_eq!(reads(), 1);
 
-        // A tag added, then one deleted, by the other process: a new generation each time, and
-        // the listing follows.
+        // Tags added, deleted and added back by the other process: each listing follows, from
+        // the log.
         point(&admin, &r, d('a'), &tag("v2")).await;
-        assert_ne!(version().await, kept);
-        assert_eq!(list().await, ["v1", "v2"]);
-        let added = version().await;
+        point(&admin, &r, d('a'), &tag("v0")).await;
         Tags::delete(&admin, &r, &tag("v1")).await.unwrap();
-        assert_ne!(version().await, added);
-        assert_eq!(list().await, ["v2"]);
+        assert_eq!(page(10, None).await, ["v0", "v2"]);
+        point(&admin, &r, d('a'), &tag("v1")).await;
+        assert_eq!(page(10, None).await, ["v0", "v1", "v2"]);
+        assert_eq!(page(1, Some("v0")).await, ["v1"]);
+        assert_eq!(page(10, Some("v1")).await, ["v2"]);
+        assert_eq!(reads(), 1, "the changes came from the log");
+        let caught_up = version().await;
+        assert_eq!(server.tag_names.version(r.as_str()), Some(caught_up));
+
+        // Two more changes, the first one's row pruned: the log is short of what it needs, so
+        // every name is read again.
+        point(&admin, &r, d('a'), &tag("v3")).await;
+        point(&admin, &r, d('a'), &tag("v4")).await;
+        sqlx::query("DELETE FROM tag_log WHERE repo_id = ? AND gen = ?")
+            .bind(caught_up.id)
+            .bind(caught_up.gen + 1)
+            .execute(&admin.writer)
+            .await
+            .unwrap();
+        assert_eq!(page(10, None).await, ["v0", "v1", "v2", "v3", "v4"]);
+        assert_eq!(reads(), 2);
+        assert_eq!(page(10, None).await, ["v0", "v1", "v2", "v3", "v4"]);
+        assert_eq!(reads(), 2);
+    }
+
+    /// The triggers keep each repository's last 1024 log rows, one per generation, and its tag
+    /// count; a repository with more tags than a listing holds is read a page at a time.
+    #[tokio::test]
+    async fn the_tag_log_keeps_its_last_rows_and_large_repositories_are_paged() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = SqliteBackend::open(&dir.path().join("bonded.db"))
+            .await
+            .unwrap();
+        let r = repo("team/app");
+        server.record_and_link(&r, &d('1'), 1).await.unwrap();
+        point(&server, &r, d('a'), &tag("first")).await;
+        // 1,100 tags in one statement, then 101 deleted in another.
+        sqlx::query(
+            "WITH RECURSIVE k(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM k WHERE x < 1099)
+             INSERT INTO tags (repo_id, name, digest, updated_at)
+             SELECT t.repo_id, printf('t%04d', x), t.digest, 0 FROM k, tags t WHERE t.name = 'first'",
+        )
+        .execute(&server.writer)
+        .await
+        .unwrap();
+        sqlx::query("DELETE FROM tags WHERE name >= 't1000' OR name = 'first'")
+            .execute(&server.writer)
+            .await
+            .unwrap();
+        let (gen, count, logged, oldest, names): (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT r.tag_gen, r.tag_count, count(*), min(l.gen),
+                    (SELECT count(*) FROM tags t WHERE t.repo_id = r.id)
+             FROM repositories r JOIN tag_log l ON l.repo_id = r.id WHERE r.name = ?",
+        )
+        .bind(r.as_str())
+        .fetch_one(&server.reader)
+        .await
+        .unwrap();
+        assert_eq!(gen, 1 + 1100 + 101);
+        assert_eq!((count, names), (1000, 1000));
+        assert_eq!((logged, oldest), (1024, gen - 1023));
+
+        // Above the limit: each listing reads its page, none is held.
+        server.tag_names_max = 999;
+        let first = Tags::list(&server, &r, 600, None).await.unwrap().unwrap();
+        assert_eq!(first.len(), 600);
+        assert_eq!(first[599].as_str(), "t0599");
+        let rest = Tags::list(&server, &r, 600, Some("t0599")).await.unwrap().unwrap();
+        assert_eq!(rest.len(), 400);
+        assert_eq!(rest[0].as_str(), "t0600");
+        assert!(server.tag_names.version(r.as_str()).is_none());
+        assert_eq!(server.tag_reads.load(Relaxed), 2);
+        // At the limit: held.
+        server.tag_names_max = 1000;
+        assert_eq!(Tags::list(&server, &r, 600, None).await.unwrap().unwrap(), first);
+        assert!(server.tag_names.version(r.as_str()).is_some());
     }
 
     /// Scheduling policy of each thread of this process whose name starts with `prefix`, from

@@ -1,5 +1,5 @@
-//! Read caches for the SQLite backend (manifests, tag pages), valid only while no transaction
-//! has committed.
+//! Read caches for the SQLite backend (manifests, and which tag generation of a repository is
+//! current), valid only while no transaction has committed.
 //!
 //! A manifest GET is one indexed look-up, yet measured under load most of its cost was handing the
 //! query to sqlx's per-connection thread and back (context switches, not SQL); a page of 10,000
@@ -28,15 +28,12 @@
 //! If the `-shm` file cannot be read (another VFS, another platform) the cache stays off. If the
 //! file was deleted (SQLite removes it when the last connection closes) it is reopened.
 //!
-//! [`Versioned`] keeps entries past commits instead, each with a version the database bumps in
-//! the same transaction as anything the entry depends on, and serves one only after reading that
-//! version again and finding it unchanged.
+//! Tag names are kept past commits instead (`tag_names.rs`), each repository's with a
+//! [`Version`] the database bumps in the same transaction as any change to them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-use bonded_types::Tag;
 
 use crate::ManifestRecord;
 
@@ -107,9 +104,9 @@ impl Weigh for ManifestRecord {
     }
 }
 
-impl Weigh for Vec<Tag> {
+impl Weigh for Version {
     fn weight(&self) -> usize {
-        self.iter().map(|t| t.as_str().len() + 32).sum::<usize>() + 64
+        64
     }
 }
 
@@ -185,69 +182,11 @@ impl<V> State<V> {
 }
 
 /// What a versioned entry was read under: a row id and a counter the database bumps in the same
-/// transaction as every change the entry depends on (for tag pages, the repository's id and its
-/// `tag_gen`, see migration 0012). Equal versions mean equal entries, whatever else committed in
-/// between.
+/// transaction as every change the entry depends on (for tag names, the repository's id and its
+/// `tag_gen`, see migrations 0012 and 0013). Equal versions mean equal entries, whatever else
+/// committed in between.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Version {
     pub(crate) id: i64,
     pub(crate) gen: i64,
-}
-
-/// Entries that outlive commits: each is served only after its version has been read again from
-/// the database and found unchanged. That read is one indexed row, where the entry itself may be
-/// milliseconds of SQL, so writes elsewhere (other repositories, tag moves) no longer throw away
-/// what they did not change. Up to a budget; past it the cache starts over.
-pub(crate) struct Versioned<V> {
-    budget: usize,
-    state: Mutex<VersionedState<V>>,
-}
-
-struct VersionedState<V> {
-    entries: HashMap<String, (Version, V)>,
-    weight: usize,
-}
-
-impl<V: Clone + Weigh> Versioned<V> {
-    pub(crate) fn new(budget: usize) -> Versioned<V> {
-        Versioned {
-            budget,
-            state: Mutex::new(VersionedState {
-                entries: HashMap::new(),
-                weight: 0,
-            }),
-        }
-    }
-
-    /// The version of what is kept under `key`, if anything.
-    pub(crate) fn version(&self, key: &str) -> Option<Version> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.entries.get(key).map(|(v, _)| *v)
-    }
-
-    /// The value under `key` if it was read under `current`, the version just read.
-    pub(crate) fn get(&self, key: &str, current: Version) -> Option<V> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match state.entries.get(key) {
-            Some((version, value)) if *version == current => Some(value.clone()),
-            _ => None,
-        }
-    }
-
-    /// Keeps `value`, read in the same statement as `version`.
-    pub(crate) fn put(&self, key: String, version: Version, value: &V) {
-        let weight = value.weight();
-        if weight > self.budget {
-            return;
-        }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.weight + weight > self.budget {
-            state.entries.clear();
-            state.weight = 0;
-        }
-        state.weight += weight;
-        if let Some((_, old)) = state.entries.insert(key, (version, value.clone())) {
-            state.weight -= old.weight();
-        }
-    }
 }
