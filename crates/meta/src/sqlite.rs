@@ -13,7 +13,9 @@ mod cache;
 mod group;
 mod tag_names;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -79,6 +81,9 @@ pub(crate) struct SqliteBackend {
     tag_names_max: i64,
     /// Statements that read tag names from `tags` rather than the log (tests count them).
     tag_reads: std::sync::atomic::AtomicU64,
+    /// Repository ids by name, once committed: rows of `repositories` are never deleted or
+    /// renamed, so an id read once stays right, and a manifest write skips looking it up.
+    repo_ids: RepoIds,
     /// Manifest writes and audit appends, committed in groups (see `sqlite/group.rs`).
     group: group::GroupCommit,
     /// Dropped with the backend, which stops the checkpointer.
@@ -254,6 +259,7 @@ impl SqliteBackend {
             tag_names: tag_names::TagNames::new(TAG_NAMES_BYTES),
             tag_names_max: tag_names::MAX_NAMES,
             tag_reads: Default::default(),
+            repo_ids: RepoIds::default(),
             group: group::GroupCommit::start(writer.clone()),
             _checkpointer: stop,
         })
@@ -269,6 +275,27 @@ impl SqliteBackend {
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin().await?)
+    }
+}
+
+/// Committed repository ids by name (see `SqliteBackend::repo_ids`), up to `REPO_IDS_MAX`; past
+/// it the map starts over.
+#[derive(Default)]
+struct RepoIds(Mutex<HashMap<RepoName, i64>>);
+
+const REPO_IDS_MAX: usize = 100_000;
+
+impl RepoIds {
+    fn get(&self, repo: &RepoName) -> Option<i64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(repo).copied()
+    }
+
+    fn insert(&self, repo: RepoName, id: i64) {
+        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.len() >= REPO_IDS_MAX {
+            ids.clear();
+        }
+        ids.insert(repo, id);
     }
 }
 
@@ -290,39 +317,28 @@ fn json_digests(digests: &[Digest]) -> String {
     serde_json::Value::from(digests.iter().map(Digest::to_string).collect::<Vec<_>>()).to_string()
 }
 
-/// Stores a manifest and points its tag, inside the caller's transaction (see
-/// [`Manifests::put`]). Five statements whatever the manifest's size: each is a round trip to
+/// Stores a manifest and points its tag in repository `id`, inside the caller's transaction (see
+/// [`Manifests::put`]). Three statements whatever the manifest's size: each is a round trip to
 /// the connection's thread, and the writer is held for all of them.
 async fn put_manifest(
     conn: &mut SqliteConnection,
-    repo: &RepoName,
+    id: i64,
     m: &NewManifest,
     tag: Option<(&Tag, TagWrite)>,
 ) -> Result<()> {
-    let id = ensure_repo(conn, repo).await?;
     let (blobs, children) = (json_digests(&m.blobs), json_digests(&m.manifests));
-    // The first referenced blob, then child manifest, the repository lacks.
-    let missing: Option<String> = sqlx::query_scalar(
-        "SELECT value FROM json_each(?1) WHERE NOT EXISTS
-           (SELECT 1 FROM repo_blobs WHERE repo_id = ?3 AND digest = value)
-         UNION ALL
-         SELECT value FROM json_each(?2) WHERE NOT EXISTS
-           (SELECT 1 FROM manifests WHERE repo_id = ?3 AND digest = value AND deleted_at IS NULL)
-         LIMIT 1",
-    )
-    .bind(&blobs)
-    .bind(&children)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(d) = missing {
-        return Err(MetaError::MissingReference(parse(&d)?));
-    }
     let digest = m.digest.to_string();
-    sqlx::query(
+    // Stored only if the repository has every referenced blob and child manifest: the check and
+    // the write are one statement (a round trip to the connection's thread each). An upsert
+    // counts as a row changed, so none means something is missing.
+    let stored = sqlx::query(
         "INSERT INTO manifests
            (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+         WHERE NOT EXISTS (SELECT 1 FROM json_each(?10) WHERE NOT EXISTS
+                 (SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = value))
+           AND NOT EXISTS (SELECT 1 FROM json_each(?11) WHERE NOT EXISTS
+                 (SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = value AND deleted_at IS NULL))
          ON CONFLICT (repo_id, digest) DO UPDATE SET deleted_at = NULL",
     )
     .bind(id)
@@ -334,8 +350,30 @@ async fn put_manifest(
     .bind(m.content.len() as i64)
     .bind(&m.content)
     .bind(now_ms())
+    .bind(&blobs)
+    .bind(&children)
     .execute(&mut *conn)
     .await?;
+    if stored.rows_affected() == 0 {
+        // Name the first referenced blob, then child manifest, the repository lacks.
+        let missing: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM json_each(?1) WHERE NOT EXISTS
+               (SELECT 1 FROM repo_blobs WHERE repo_id = ?3 AND digest = value)
+             UNION ALL
+             SELECT value FROM json_each(?2) WHERE NOT EXISTS
+               (SELECT 1 FROM manifests WHERE repo_id = ?3 AND digest = value AND deleted_at IS NULL)
+             LIMIT 1",
+        )
+        .bind(&blobs)
+        .bind(&children)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        return Err(match missing {
+            Some(d) => MetaError::MissingReference(parse(&d)?),
+            None => MetaError::Corrupt(format!("manifest {digest} was not stored")),
+        });
+    }
     // (`WHERE true` tells the parser the ON CONFLICT belongs to the INSERT.)
     sqlx::query(
         "INSERT INTO manifest_refs (repo_id, manifest, child, kind)
@@ -713,13 +751,26 @@ impl Manifests for SqliteBackend {
     ) -> Result<()> {
         let (repo, m) = (repo.clone(), m.clone());
         let tag = tag.map(|(t, mode)| (t.clone(), mode));
+        let known = self.repo_ids.get(&repo);
+        let id = Arc::new(Mutex::new(known));
+        let (slot, name) = (id.clone(), repo.clone());
         self.group
             .run(group::job(move |conn| {
                 Box::pin(async move {
-                    put_manifest(conn, &repo, &m, tag.as_ref().map(|(t, mode)| (t, *mode))).await
+                    let id = match known {
+                        Some(id) => id,
+                        None => ensure_repo(conn, &name).await?,
+                    };
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+                    put_manifest(conn, id, &m, tag.as_ref().map(|(t, mode)| (t, *mode))).await
                 })
             }))
-            .await
+            .await?;
+        // Committed, so the repository's row is too.
+        if let (None, Some(id)) = (known, *id.lock().unwrap_or_else(|p| p.into_inner())) {
+            self.repo_ids.insert(repo, id);
+        }
+        Ok(())
     }
 
     async fn get(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRecord>> {
@@ -1267,6 +1318,29 @@ mod tests {
             groups < N as u64,
             "{N} concurrent writes took {groups} commits"
         );
+    }
+
+    /// A manifest write remembers its repository's id only once committed: an id from a write
+    /// that rolled back may be another repository's by the next one.
+    #[tokio::test]
+    async fn manifest_writes_remember_only_committed_repository_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteBackend::open(&dir.path().join("bonded.db"))
+            .await
+            .unwrap();
+        let (a, b) = (repo("team/a"), repo("team/b"));
+        let (m, v1) = (manifest(d('a'), vec![d('1')], None), tag("v1"));
+        let put = |r| Manifests::put(&db, r, &m, Some((&v1, TagWrite::Overwrite)));
+        // team/a lacks the blob: refused, rolled back with its new repository row.
+        assert!(matches!(put(&a).await, Err(crate::MetaError::MissingReference(_))));
+        // team/b now takes the id team/a's row had.
+        db.record_and_link(&b, &d('2'), 1).await.unwrap();
+        db.record_and_link(&a, &d('1'), 1).await.unwrap();
+        put(&a).await.unwrap();
+        put(&a).await.unwrap();
+        assert!(db.get_tagged(&a, &tag("v1")).await.unwrap().is_some());
+        assert!(db.get_tagged(&b, &tag("v1")).await.unwrap().is_none());
+        assert!(db.repo_ids.get(&a).is_some());
     }
 
     /// Concurrent audit appends share commits with each other and keep one unbroken chain.

@@ -132,28 +132,34 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Pending>) {
         let _ = p.done.send(outcome);
         return;
     }
+    // One savepoint marks where the current write began. After a write succeeds, releasing it and
+    // setting the next is one round trip to the connection's thread; after one fails, rolling
+    // back to it leaves it in place, marking the same state for the next write. The commit
+    // releases whatever is still open.
     let mut outcomes: Vec<(oneshot::Sender<Result<()>>, Result<()>)> =
         Vec::with_capacity(group.len());
-    let mut pending = group.into_iter();
-    while let Some(p) = pending.next() {
-        match in_savepoint(&mut tx, p.job).await {
-            Ok(result) => outcomes.push((p.done, result)),
+    let mut pending = group.into_iter().peekable();
+    let mut step = Some("SAVEPOINT grouped_write");
+    loop {
+        if let Some(sql) = step {
             // The savepoint itself failed: the transaction is in an unknown state. Every write
             // of the group fails, those not run yet included; dropping the transaction rolls it
             // back.
-            Err(Fatal(e)) => {
-                let rest = pending.map(|p| p.done);
-                for done in outcomes
-                    .into_iter()
-                    .map(|(d, _)| d)
-                    .chain([p.done])
-                    .chain(rest)
-                {
+            if let Err(Fatal(e)) = exec(&mut tx, sql).await {
+                for done in outcomes.into_iter().map(|(d, _)| d).chain(pending.map(|p| p.done)) {
                     let _ = done.send(Err(group_failed(&e)));
                 }
                 return;
             }
         }
+        let Some(p) = pending.next() else { break };
+        let result = guarded(p.job, &mut tx).await;
+        step = match (&result, pending.peek()) {
+            (Err(_), _) => Some("ROLLBACK TO grouped_write"),
+            (Ok(()), Some(_)) => Some("RELEASE grouped_write; SAVEPOINT grouped_write"),
+            (Ok(()), None) => None,
+        };
+        outcomes.push((p.done, result));
     }
     let committed = tx.commit().await.map_err(MetaError::from);
     for (done, result) in outcomes {
@@ -169,21 +175,6 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Pending>) {
 /// A failure that leaves the group's transaction unusable.
 struct Fatal(MetaError);
 
-/// Runs `job` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
-/// The inner result is the job's own; the outer error means the group must be abandoned.
-async fn in_savepoint(
-    conn: &mut SqliteConnection,
-    job: Job,
-) -> std::result::Result<Result<()>, Fatal> {
-    exec(conn, "SAVEPOINT grouped_write").await?;
-    let result = guarded(job, conn).await;
-    if result.is_err() {
-        exec(conn, "ROLLBACK TO grouped_write").await?;
-    }
-    exec(conn, "RELEASE grouped_write").await?;
-    Ok(result)
-}
-
 /// Runs `job`, turning a panic into its error so that one bad write cannot stop the committer
 /// (and with it every later write).
 async fn guarded(job: Job, conn: &mut SqliteConnection) -> Result<()> {
@@ -197,10 +188,65 @@ async fn guarded(job: Job, conn: &mut SqliteConnection) -> Result<()> {
         })
 }
 
+/// Runs `sql`, which may be several statements, in one round trip.
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> std::result::Result<(), Fatal> {
     sqlx::query(sql)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map(|_| ())
         .map_err(|e| Fatal(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes of one group that fail, one after another and last, leave nothing; those around
+    /// them land, all in one commit.
+    #[tokio::test]
+    async fn failed_writes_in_a_group_leave_nothing_and_the_rest_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("g.db"))
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let group = GroupCommit::start(pool.clone());
+        let outcomes = [true, false, false, true, true, false];
+        // Each write inserts its number; a failing one fails after inserting.
+        let writes = outcomes.iter().enumerate().map(|(i, ok)| {
+            let ok = *ok;
+            group.run(job(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (x) VALUES (?)")
+                        .bind(i as i64)
+                        .execute(&mut *conn)
+                        .await?;
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(MetaError::Conflict(format!("write {i} fails")))
+                    }
+                })
+            }))
+        });
+        // Polled together, all are queued before the committer runs: one group.
+        let results = futures::future::join_all(writes).await;
+        for (i, (r, ok)) in results.iter().zip(outcomes).enumerate() {
+            assert_eq!(r.is_ok(), ok, "write {i}: {r:?}");
+        }
+        assert_eq!(group.groups(), 1);
+        let landed: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(landed, [0, 3, 4]);
+    }
 }
