@@ -15,8 +15,8 @@ mod tag_names;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod trust;
@@ -116,8 +116,14 @@ fn split_changes(s: Option<String>) -> Result<Vec<tag_names::Change>> {
     };
     s.split('\n')
         .map(|line| match line.split_at_checked(1) {
-            Some(("1", name)) => Ok(tag_names::Change { name: parse(name)?, added: true }),
-            Some(("0", name)) => Ok(tag_names::Change { name: parse(name)?, added: false }),
+            Some(("1", name)) => Ok(tag_names::Change {
+                name: parse(name)?,
+                added: true,
+            }),
+            Some(("0", name)) => Ok(tag_names::Change {
+                name: parse(name)?,
+                added: false,
+            }),
             _ => Err(MetaError::Corrupt(format!("tag log row {line:?}"))),
         })
         .collect()
@@ -287,7 +293,11 @@ const REPO_IDS_MAX: usize = 100_000;
 
 impl RepoIds {
     fn get(&self, repo: &RepoName) -> Option<i64> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(repo).copied()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(repo)
+            .copied()
     }
 
     fn insert(&self, repo: RepoName, id: i64) {
@@ -1189,7 +1199,8 @@ impl Tags for SqliteBackend {
             if id == held.id && gen >= held.gen && logged == gen - held.gen {
                 let changes = split_changes(changes)?;
                 if self.tag_names.advance(name, held, version, changes) {
-                    self.tag_current.fill(&self.wal, stamp, name.to_string(), &version);
+                    self.tag_current
+                        .fill(&self.wal, stamp, name.to_string(), &version);
                     if let Some(page) = self.tag_names.page(name, version, n, last) {
                         return Ok(Some(page));
                     }
@@ -1200,7 +1211,8 @@ impl Tags for SqliteBackend {
         // large to hold, just the page. One row either way: sqlx hands SQLite rows over a channel
         // one at a time, which dominated listing large repositories. Tags cannot contain a
         // newline. No row: no such repository.
-        self.tag_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tag_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let row: Option<(i64, i64, bool, Option<String>)> = sqlx::query_as(
             "SELECT r.id, r.tag_gen, r.tag_count <= ?1,
                CASE WHEN r.tag_count <= ?1 THEN
@@ -1228,7 +1240,8 @@ impl Tags for SqliteBackend {
         let version = cache::Version { id, gen };
         let page = tag_names::page_of(&names, n, last);
         self.tag_names.put(name, version, names);
-        self.tag_current.fill(&self.wal, stamp, name.to_string(), &version);
+        self.tag_current
+            .fill(&self.wal, stamp, name.to_string(), &version);
         Ok(Some(page))
     }
 
@@ -1332,7 +1345,10 @@ mod tests {
         let (m, v1) = (manifest(d('a'), vec![d('1')], None), tag("v1"));
         let put = |r| Manifests::put(&db, r, &m, Some((&v1, TagWrite::Overwrite)));
         // team/a lacks the blob: refused, rolled back with its new repository row.
-        assert!(matches!(put(&a).await, Err(crate::MetaError::MissingReference(_))));
+        assert!(matches!(
+            put(&a).await,
+            Err(crate::MetaError::MissingReference(_))
+        ));
         // team/b now takes the id team/a's row had.
         db.record_and_link(&b, &d('2'), 1).await.unwrap();
         db.record_and_link(&a, &d('1'), 1).await.unwrap();
@@ -1462,7 +1478,10 @@ mod tests {
             ["v1"]
         );
         assert!(
-            server.tag_current.get(server.wal.now(), r.as_str()).is_some(),
+            server
+                .tag_current
+                .get(server.wal.now(), r.as_str())
+                .is_some(),
             "the generation read is current until the next commit"
         );
         point(&admin, &r, d('a'), &tag("v2")).await;
@@ -1600,14 +1619,20 @@ mod tests {
         let first = Tags::list(&server, &r, 600, None).await.unwrap().unwrap();
         assert_eq!(first.len(), 600);
         assert_eq!(first[599].as_str(), "t0599");
-        let rest = Tags::list(&server, &r, 600, Some("t0599")).await.unwrap().unwrap();
+        let rest = Tags::list(&server, &r, 600, Some("t0599"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rest.len(), 400);
         assert_eq!(rest[0].as_str(), "t0600");
         assert!(server.tag_names.version(r.as_str()).is_none());
         assert_eq!(server.tag_reads.load(Relaxed), 2);
         // At the limit: held.
         server.tag_names_max = 1000;
-        assert_eq!(Tags::list(&server, &r, 600, None).await.unwrap().unwrap(), first);
+        assert_eq!(
+            Tags::list(&server, &r, 600, None).await.unwrap().unwrap(),
+            first
+        );
         assert!(server.tag_names.version(r.as_str()).is_some());
     }
 

@@ -146,7 +146,11 @@ async fn commit_group(writer: &SqlitePool, group: Vec<Pending>) {
             // of the group fails, those not run yet included; dropping the transaction rolls it
             // back.
             if let Err(Fatal(e)) = exec(&mut tx, sql).await {
-                for done in outcomes.into_iter().map(|(d, _)| d).chain(pending.map(|p| p.done)) {
+                for done in outcomes
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .chain(pending.map(|p| p.done))
+                {
                     let _ = done.send(Err(group_failed(&e)));
                 }
                 return;

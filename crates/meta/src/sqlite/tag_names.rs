@@ -78,7 +78,13 @@ impl TagNames {
     }
 
     /// A page of `repo`'s names, if those held are at `version`.
-    pub(crate) fn page(&self, repo: &str, version: Version, n: usize, last: &str) -> Option<Vec<Tag>> {
+    pub(crate) fn page(
+        &self,
+        repo: &str,
+        version: Version,
+        n: usize,
+        last: &str,
+    ) -> Option<Vec<Tag>> {
         let state = self.state();
         let held = state.repos.get(repo).filter(|h| h.version == version)?;
         Some(page_of(&held.names, n, last))
@@ -87,7 +93,13 @@ impl TagNames {
     /// Brings the names held for `repo` from `from` to `to` by applying `changes` (in generation
     /// order). False if they are at neither (dropped, or moved on meanwhile): the caller reads
     /// them whole.
-    pub(crate) fn advance(&self, repo: &str, from: Version, to: Version, changes: Vec<Change>) -> bool {
+    pub(crate) fn advance(
+        &self,
+        repo: &str,
+        from: Version,
+        to: Version,
+        changes: Vec<Change>,
+    ) -> bool {
         let mut state = self.state();
         let Some(held) = state.repos.get_mut(repo) else {
             return false;
@@ -197,7 +209,10 @@ mod tests {
         assert_eq!(strs(&held.page("r", v(6), 10, "").unwrap()), ["a", "c"]);
         assert!(held.page("r", v(2), 10, "").is_none());
         assert!(held.advance("r", v(6), v(7), vec![change("0", true)]));
-        assert_eq!(strs(&held.page("r", v(7), 10, "").unwrap()), ["0", "a", "c"]);
+        assert_eq!(
+            strs(&held.page("r", v(7), 10, "").unwrap()),
+            ["0", "a", "c"]
+        );
     }
 
     #[test]
@@ -208,9 +223,14 @@ mod tests {
         held.put("r2", v, tags(&["a", "b"]));
         held.put("r3", v, tags(&["a", "b"]));
         assert!(held.version("r3").is_some());
-        assert!(held.version("r1").is_none(), "the first was dropped to fit the third");
+        assert!(
+            held.version("r1").is_none(),
+            "the first was dropped to fit the third"
+        );
         // Larger than the whole budget: not held at all.
-        let many: Vec<Tag> = (0..20).map(|i| format!("t{i:02}").parse().unwrap()).collect();
+        let many: Vec<Tag> = (0..20)
+            .map(|i| format!("t{i:02}").parse().unwrap())
+            .collect();
         held.put("big", v, many);
         assert!(held.version("big").is_none());
     }
