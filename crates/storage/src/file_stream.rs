@@ -4,11 +4,17 @@
 //! the file's own buffer on the blocking pool, then into the stream's buffer). Here each chunk is
 //! read straight into the allocation that becomes the `Bytes` handed to the socket writer, and
 //! the next chunk is already being read while the current one is written.
+//!
+//! Those allocations are reused ([`Pool`]): a fresh 1 MiB buffer is mapped, faulted in and zeroed
+//! by the kernel page by page, and unmapped when freed, which `perf` put at about a tenth of the
+//! server's CPU under 8 concurrent pulls. A buffer comes back to the pool when the socket writer
+//! drops the last `Bytes` over it.
 
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -50,7 +56,7 @@ impl FileChunks {
         self.remaining -= want;
         self.pending = Some(tokio::task::spawn_blocking(move || {
             // `read_to_end` fills the spare capacity without zeroing it first.
-            let mut buf = Vec::with_capacity(want as usize);
+            let mut buf = POOL.take(want as usize);
             (&file).take(want).read_to_end(&mut buf)?;
             if (buf.len() as u64) < want {
                 return Err(io::Error::new(
@@ -58,7 +64,7 @@ impl FileChunks {
                     "file is shorter than its recorded size",
                 ));
             }
-            Ok((file, Bytes::from(buf)))
+            Ok((file, POOL.bytes(buf)))
         }));
     }
 
@@ -66,6 +72,75 @@ impl FileChunks {
         self.remaining = 0;
         self.file = None;
         Poll::Ready(Some(Err(e)))
+    }
+}
+
+/// Chunk buffers given back by the bytes that carried them.
+pub(crate) struct Pool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Reads smaller than this get a buffer of their own: small allocations are cheap, and a small
+/// read must not hold a large buffer.
+const POOLED_MIN: usize = 64 << 10;
+/// Buffers larger than this are not kept.
+const POOLED_MAX: usize = 4 << 20;
+/// How many buffers are kept idle at most (two per pull in flight: the one being sent and the
+/// one being read).
+const POOL_KEEP: usize = 16;
+
+static POOL: Pool = Pool::new();
+
+impl Pool {
+    const fn new() -> Pool {
+        Pool {
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer with room for `len` bytes.
+    fn take(&'static self, len: usize) -> Vec<u8> {
+        if (POOLED_MIN..=POOLED_MAX).contains(&len) {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = free.iter().position(|b| b.capacity() >= len) {
+                return free.swap_remove(at);
+            }
+        }
+        Vec::with_capacity(len)
+    }
+
+    /// `buf` as bytes that give it back here when the last of them is dropped.
+    fn bytes(&'static self, buf: Vec<u8>) -> Bytes {
+        if !(POOLED_MIN..=POOLED_MAX).contains(&buf.capacity()) {
+            return Bytes::from(buf);
+        }
+        Bytes::from_owner(Pooled { buf, pool: self })
+    }
+
+    fn give_back(&self, mut buf: Vec<u8>) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < POOL_KEEP {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}
+
+/// A pooled buffer owned by `Bytes`.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: &'static Pool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.buf));
     }
 }
 
@@ -120,6 +195,29 @@ mod tests {
             [4096, 4096, 808]
         );
         assert_eq!(parts.concat(), data[100..9_100]);
+    }
+
+    #[test]
+    fn chunk_buffers_come_back_when_their_bytes_are_dropped() {
+        static OWN: Pool = Pool::new();
+        let mut buf = OWN.take(1 << 20);
+        buf.extend_from_slice(b"chunk");
+        let at = buf.as_ptr();
+        let bytes = OWN.bytes(buf);
+        let half = bytes.slice(1..);
+        drop(bytes);
+        // Still in use by `half`: a new buffer.
+        let other = OWN.take(1 << 20);
+        assert_ne!(other.as_ptr(), at);
+        assert_eq!(&half[..], b"hunk");
+        drop(half);
+        // Given back, empty, and handed out again.
+        let again = OWN.take(1 << 20);
+        assert_eq!((again.as_ptr(), again.len()), (at, 0));
+        // Small reads are not pooled.
+        let small = OWN.bytes(OWN.take(100));
+        drop(small);
+        assert!(OWN.free.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
