@@ -16,7 +16,7 @@ mod tag_names;
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 mod trust;
@@ -72,7 +72,7 @@ pub(crate) struct SqliteBackend {
     /// Manifests read since the last commit, by repository and reference.
     manifests: cache::Cache<ManifestRecord>,
     /// Each repository's tag generation read since the last commit, by repository name.
-    tag_current: cache::Cache<cache::Version>,
+    tag_current: cache::Cache<tag_names::Version>,
     /// Every tag name of the repositories listed, kept across commits and brought up to date
     /// from the tag log (see `sqlite/tag_names.rs`).
     tag_names: tag_names::TagNames,
@@ -327,6 +327,18 @@ fn json_digests(digests: &[Digest]) -> String {
     serde_json::Value::from(digests.iter().map(Digest::to_string).collect::<Vec<_>>()).to_string()
 }
 
+/// The referenced blobs (JSON array `?2`), then child manifests (`?3`), that repository `?1`
+/// lacks, in that order.
+macro_rules! missing_refs_sql {
+    () => {
+        "SELECT value FROM json_each(?2) WHERE NOT EXISTS
+           (SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = value)
+         UNION ALL
+         SELECT value FROM json_each(?3) WHERE NOT EXISTS
+           (SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = value AND deleted_at IS NULL)"
+    };
+}
+
 /// Stores a manifest and points its tag in repository `id`, inside the caller's transaction (see
 /// [`Manifests::put`]). Three statements whatever the manifest's size: each is a round trip to
 /// the connection's thread, and the writer is held for all of them.
@@ -341,17 +353,17 @@ async fn put_manifest(
     // Stored only if the repository has every referenced blob and child manifest: the check and
     // the write are one statement (a round trip to the connection's thread each). An upsert
     // counts as a row changed, so none means something is missing.
-    let stored = sqlx::query(
+    let stored = sqlx::query(concat!(
         "INSERT INTO manifests
            (repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-         WHERE NOT EXISTS (SELECT 1 FROM json_each(?10) WHERE NOT EXISTS
-                 (SELECT 1 FROM repo_blobs WHERE repo_id = ?1 AND digest = value))
-           AND NOT EXISTS (SELECT 1 FROM json_each(?11) WHERE NOT EXISTS
-                 (SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = value AND deleted_at IS NULL))
-         ON CONFLICT (repo_id, digest) DO UPDATE SET deleted_at = NULL",
-    )
+         SELECT ?1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+         WHERE NOT EXISTS (",
+        missing_refs_sql!(),
+        ") ON CONFLICT (repo_id, digest) DO UPDATE SET deleted_at = NULL"
+    ))
     .bind(id)
+    .bind(&blobs)
+    .bind(&children)
     .bind(&digest)
     .bind(m.media_type.as_str())
     .bind(m.artifact_type.as_ref().map(|a| a.as_str()))
@@ -360,25 +372,16 @@ async fn put_manifest(
     .bind(m.content.len() as i64)
     .bind(&m.content)
     .bind(now_ms())
-    .bind(&blobs)
-    .bind(&children)
     .execute(&mut *conn)
     .await?;
     if stored.rows_affected() == 0 {
         // Name the first referenced blob, then child manifest, the repository lacks.
-        let missing: Option<String> = sqlx::query_scalar(
-            "SELECT value FROM json_each(?1) WHERE NOT EXISTS
-               (SELECT 1 FROM repo_blobs WHERE repo_id = ?3 AND digest = value)
-             UNION ALL
-             SELECT value FROM json_each(?2) WHERE NOT EXISTS
-               (SELECT 1 FROM manifests WHERE repo_id = ?3 AND digest = value AND deleted_at IS NULL)
-             LIMIT 1",
-        )
-        .bind(&blobs)
-        .bind(&children)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let missing: Option<String> = sqlx::query_scalar(concat!(missing_refs_sql!(), " LIMIT 1"))
+            .bind(id)
+            .bind(&blobs)
+            .bind(&children)
+            .fetch_optional(&mut *conn)
+            .await?;
         return Err(match missing {
             Some(d) => MetaError::MissingReference(parse(&d)?),
             None => MetaError::Corrupt(format!("manifest {digest} was not stored")),
@@ -762,22 +765,22 @@ impl Manifests for SqliteBackend {
         let (repo, m) = (repo.clone(), m.clone());
         let tag = tag.map(|(t, mode)| (t.clone(), mode));
         let known = self.repo_ids.get(&repo);
-        let id = Arc::new(Mutex::new(known));
-        let (slot, name) = (id.clone(), repo.clone());
-        self.group
-            .run(group::job(move |conn| {
+        let name = repo.clone();
+        let id = self
+            .group
+            .run(move |conn| {
                 Box::pin(async move {
                     let id = match known {
                         Some(id) => id,
                         None => ensure_repo(conn, &name).await?,
                     };
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-                    put_manifest(conn, id, &m, tag.as_ref().map(|(t, mode)| (t, *mode))).await
+                    put_manifest(conn, id, &m, tag.as_ref().map(|(t, mode)| (t, *mode))).await?;
+                    Ok(id)
                 })
-            }))
+            })
             .await?;
         // Committed, so the repository's row is too.
-        if let (None, Some(id)) = (known, *id.lock().unwrap_or_else(|p| p.into_inner())) {
+        if known.is_none() {
             self.repo_ids.insert(repo, id);
         }
         Ok(())
@@ -1194,7 +1197,7 @@ impl Tags for SqliteBackend {
             let Some((id, gen, logged, changes)) = row else {
                 return Ok(None);
             };
-            let version = cache::Version { id, gen };
+            let version = tag_names::Version { id, gen };
             // One log row per generation: all of them are there unless some were pruned.
             if id == held.id && gen >= held.gen && logged == gen - held.gen {
                 let changes = split_changes(changes)?;
@@ -1237,7 +1240,7 @@ impl Tags for SqliteBackend {
         if !whole {
             return Ok(Some(names));
         }
-        let version = cache::Version { id, gen };
+        let version = tag_names::Version { id, gen };
         let page = tag_names::page_of(&names, n, last);
         self.tag_names.put(name, version, names);
         self.tag_current
@@ -1419,14 +1422,21 @@ mod tests {
         .unwrap();
     }
 
-    /// A second backend on the same file stands for another process (an admin command): its
-    /// commits must empty the first one's manifest cache, which it never calls.
-    #[tokio::test]
-    async fn cached_manifests_never_outlive_a_commit_from_anywhere() {
+    /// A server's backend and a second one on the same file, standing for another process (an
+    /// admin command such as `bonded retention apply`).
+    async fn two_processes() -> (tempfile::TempDir, SqliteBackend, SqliteBackend) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bonded.db");
         let server = SqliteBackend::open(&path).await.unwrap();
         let admin = SqliteBackend::open(&path).await.unwrap();
+        (dir, server, admin)
+    }
+
+    /// A second backend on the same file stands for another process (an admin command): its
+    /// commits must empty the first one's manifest cache, which it never calls.
+    #[tokio::test]
+    async fn cached_manifests_never_outlive_a_commit_from_anywhere() {
+        let (_dir, server, admin) = two_processes().await;
         let (r, t) = (repo("team/app"), tag("v1"));
         let cached = |db: &SqliteBackend, reference: &str| {
             db.manifests
@@ -1503,10 +1513,7 @@ mod tests {
     #[tokio::test]
     async fn tag_names_follow_the_log_from_any_process() {
         use std::sync::atomic::Ordering::Relaxed;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bonded.db");
-        let server = SqliteBackend::open(&path).await.unwrap();
-        let admin = SqliteBackend::open(&path).await.unwrap();
+        let (_dir, server, admin) = two_processes().await;
         let (r, other) = (repo("team/app"), repo("team/other"));
         let version = || async {
             let (id, gen): (i64, i64) =
@@ -1515,7 +1522,7 @@ mod tests {
                     .fetch_one(&server.reader)
                     .await
                     .unwrap();
-            crate::sqlite::cache::Version { id, gen }
+            crate::sqlite::tag_names::Version { id, gen }
         };
         let page = |n: u32, last: Option<&'static str>| {
             let (server, r) = (&server, &r);

@@ -2,13 +2,11 @@
 //! writer connection, so audit appends are serialized by construction; they join the manifest
 //! writes' group commits (`group.rs`).
 
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{group, SqliteBackend};
+use super::SqliteBackend;
 use crate::auth::{
     AccountKind, AccountRecord, Accounts, Audit, AuditEntry, AuditQuery, AuditRecord, Checkpoint,
     GrantRecord, Grants, SigningKeyRecord, SigningKeys,
@@ -235,22 +233,9 @@ impl Audit for SqliteBackend {
     /// before it in the group, so the chain stays in order.
     async fn append(&self, e: &AuditEntry) -> Result<AuditRecord> {
         let entry = e.clone();
-        let appended = Arc::new(Mutex::new(None));
-        let slot = appended.clone();
         self.group
-            .run(group::job(move |conn| {
-                Box::pin(async move {
-                    let record = append_entry(conn, entry).await?;
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
-                    Ok(())
-                })
-            }))
-            .await?;
-        // `run` returned Ok, so the job ran to its end and the group committed.
-        let record = appended.lock().unwrap_or_else(|p| p.into_inner()).take();
-        record.ok_or_else(|| {
-            MetaError::Corrupt("an audit append committed without its record".into())
-        })
+            .run(move |conn| Box::pin(append_entry(conn, entry)))
+            .await
     }
 
     async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {

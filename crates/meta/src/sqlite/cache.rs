@@ -28,8 +28,8 @@
 //! If the `-shm` file cannot be read (another VFS, another platform) the cache stays off. If the
 //! file was deleted (SQLite removes it when the last connection closes) it is reopened.
 //!
-//! Tag names are kept past commits instead (`tag_names.rs`), each repository's with a
-//! [`Version`] the database bumps in the same transaction as any change to them.
+//! Tag names are kept past commits instead (`tag_names.rs`), each repository's with a version
+//! the database bumps in the same transaction as any change to them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -104,12 +104,6 @@ impl Weigh for ManifestRecord {
     }
 }
 
-impl Weigh for Version {
-    fn weight(&self) -> usize {
-        64
-    }
-}
-
 /// Entries read under one wal-index header, up to a budget; past it the cache starts over (the
 /// hot set of a registry is small).
 pub(crate) struct Cache<V> {
@@ -179,14 +173,4 @@ impl<V> State<V> {
         self.entries.clear();
         self.weight = 0;
     }
-}
-
-/// What a versioned entry was read under: a row id and a counter the database bumps in the same
-/// transaction as every change the entry depends on (for tag names, the repository's id and its
-/// `tag_gen`, see migrations 0012 and 0013). Equal versions mean equal entries, whatever else
-/// committed in between.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Version {
-    pub(crate) id: i64,
-    pub(crate) gen: i64,
 }

@@ -15,7 +15,7 @@
 //!   serializable as writes outside a group.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -44,14 +44,6 @@ pub(crate) struct GroupCommit {
     groups: Arc<AtomicU64>,
 }
 
-/// Boxes a write for [`GroupCommit::run`] (the closure's signature, spelled out once).
-pub(crate) fn job<F>(f: F) -> Job
-where
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<()>> + Send + 'static,
-{
-    Box::new(f)
-}
-
 impl GroupCommit {
     /// Starts the committer on `writer`; it stops when the `GroupCommit` is dropped.
     pub(crate) fn start(writer: SqlitePool) -> GroupCommit {
@@ -71,13 +63,33 @@ impl GroupCommit {
         self.groups.load(Ordering::Relaxed)
     }
 
-    /// Runs `job` in the next group and returns once its commit is durable.
-    pub(crate) async fn run(&self, job: Job) -> Result<()> {
+    /// Runs `write` in the next group and returns what it returned once its commit is durable.
+    pub(crate) async fn run<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        // The committer answers every write of a group alike (`Result<()>`); what this one
+        // returned waits here until its group has committed.
+        let result = Arc::new(Mutex::new(None));
+        let slot = result.clone();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let value = write(conn).await?;
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+                Ok(())
+            })
+        });
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Pending { job, done })
             .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        answer.await.map_err(|_| stopped())??;
+        // Answered Ok: the write ran to its end and its group committed.
+        let value = result.lock().unwrap_or_else(|p| p.into_inner()).take();
+        value.ok_or_else(|| {
+            MetaError::Corrupt("a grouped write committed without its result".into())
+        })
     }
 }
 
@@ -227,7 +239,7 @@ mod tests {
         // Each write inserts its number; a failing one fails after inserting.
         let writes = outcomes.iter().enumerate().map(|(i, ok)| {
             let ok = *ok;
-            group.run(job(move |conn| {
+            group.run(move |conn| {
                 Box::pin(async move {
                     sqlx::query("INSERT INTO t (x) VALUES (?)")
                         .bind(i as i64)
@@ -239,7 +251,7 @@ mod tests {
                         Err(MetaError::Conflict(format!("write {i} fails")))
                     }
                 })
-            }))
+            })
         });
         // Polled together, all are queued before the committer runs: one group.
         let results = futures::future::join_all(writes).await;

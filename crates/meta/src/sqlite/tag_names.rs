@@ -20,7 +20,23 @@ use std::sync::Mutex;
 
 use bonded_types::Tag;
 
-use super::cache::Version;
+use super::cache::Weigh;
+
+/// What the names held for a repository were read under: its id and `tag_gen`, a counter the
+/// database bumps in the same transaction as every change to them (migrations 0012 and 0013).
+/// Equal versions mean equal names, whatever else committed in between.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Version {
+    pub(crate) id: i64,
+    pub(crate) gen: i64,
+}
+
+/// `Cache<Version>` keeps, until the next commit, which version is current.
+impl Weigh for Version {
+    fn weight(&self) -> usize {
+        64
+    }
+}
 
 /// Repositories with more tags than this are listed a page at a time from the database.
 pub(crate) const MAX_NAMES: i64 = 200_000;
